@@ -1,0 +1,24 @@
+@{
+    RootModule           = 'OrasStaging.dll'
+    ModuleVersion        = '0.1.0'
+    CompatiblePSEditions = @('Core')
+    GUID                 = '5b7d0f3e-4c1a-4e59-9a57-2f6a0c9e8d11'
+    Author               = 'OrasStaging contributors'
+    CompanyName          = 'OrasStaging contributors'
+    Copyright            = '(c) 2026 OrasStaging contributors. MIT License.'
+    Description          = 'Stages VM disk images published as oras:// artifacts (OCI registry blobs): resolves, downloads with resume and digest verification, decompresses (gzip, zstd, xz, bzip2) and writes qcow2, raw or fixed VHD natively, in one streaming pass.'
+    PowerShellVersion    = '7.4'
+    FormatsToProcess     = @()
+    CmdletsToExport      = @()
+    FunctionsToExport    = @()
+    AliasesToExport      = @()
+    VariablesToExport    = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags         = @('oras', 'oci', 'registry', 'qcow2', 'vhd', 'disk-image', 'qemu', 'cijoe', 'PSEdition_Core', 'Linux', 'Windows', 'MacOS')
+            ProjectUri   = 'https://github.com/safl/OrasStaging'
+            LicenseUri   = 'https://github.com/safl/OrasStaging/blob/main/LICENSE'
+            ReleaseNotes = 'See CHANGELOG.md.'
+        }
+    }
+}
