@@ -131,7 +131,7 @@ function Invoke-XunitTests {
     $results = Join-Path $OutRoot 'TestResults'
     if (Test-Path $results) { Remove-Item $results -Recurse -Force }
     & dotnet test (Join-Path $Root 'tests/OrasStaging.Tests/OrasStaging.Tests.csproj') -c $Configuration --nologo `
-        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $results
+        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $results | Out-Host
     $exit = $LASTEXITCODE
     $trx = Get-ChildItem $results -Filter '*.trx' -Recurse -ErrorAction Ignore | Select-Object -First 1
     if (-not $trx) {
@@ -155,6 +155,7 @@ function Invoke-PesterTests {
     $config.TestResult.Enabled = $true
     $config.TestResult.OutputPath = Join-Path $OutRoot 'TestResults/pester.xml'
     $result = Invoke-Pester -Configuration $config
+    Remove-Item Env:ORASSTAGING_MODULE, Env:ORASSTAGING_TESTKIT -ErrorAction Ignore
     [pscustomobject]@{ Passed = $result.PassedCount; Failed = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount }
 }
 
