@@ -39,6 +39,9 @@ public sealed class DiskWriteOptions
     public long? InputLength { get; set; }
 
     public string? QemuImgPath { get; set; }
+
+    /// <summary>The name shown in progress and Verbose when writing through a temporary file.</summary>
+    internal string? DisplayName { get; set; }
 }
 
 public sealed record DiskWriteResult(

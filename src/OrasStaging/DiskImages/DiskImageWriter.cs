@@ -29,8 +29,8 @@ public static class DiskImageWriter
     /// expands to the .qcow2). This is Expand-DiskImage.
     /// </summary>
     internal static Task<DiskWriteResult> ExpandAsync(
-        Stream input, string outputPath, long? inputLength, IOperationSink sink, CancellationToken ct) =>
-        WriteCoreAsync(input, outputPath, new DiskWriteOptions { Format = DiskImageFormat.Raw, InputLength = inputLength },
+        Stream input, string outputPath, long? inputLength, string? displayName, IOperationSink sink, CancellationToken ct) =>
+        WriteCoreAsync(input, outputPath, new DiskWriteOptions { Format = DiskImageFormat.Raw, InputLength = inputLength, DisplayName = displayName },
             expandOnly: true, sink, ct);
 
     internal static void Validate(DiskWriteOptions options)
@@ -108,8 +108,8 @@ public static class DiskImageWriter
         }
 
         CompressionKind kind = CompressionDetector.Detect(head);
-        string name = Path.GetFileName(outputPath);
-        sink.Verbose($"Input compression: {kind}; writing {(expandOnly ? "decoded bytes" : options.Format.ToString())} to {outputPath}.");
+        string name = options.DisplayName ?? Path.GetFileName(outputPath);
+        sink.Verbose($"Input compression: {kind}; writing {(expandOnly ? "decoded bytes" : options.Format.ToString())} to {name}.");
         if (kind != CompressionKind.None && options.InputLength is { } compressedLength)
         {
             // The output is at least about as large as the compressed data; anything less cannot fit.
