@@ -624,7 +624,7 @@ $work = foreach ($command in $cmdlets) {
     Test-HelpDocument $doc $facts
     [pscustomobject]@{ Doc = $doc; Facts = $facts }
 }
-$exported = @($cmdlets.Name)
+$exported = @($cmdlets | ForEach-Object Name)
 foreach ($file in Get-ChildItem -LiteralPath $MarkdownPath -Filter '*-*.md') {
     if ($file.BaseName -notin $exported) { Add-Problem "$($file.Name) documents '$($file.BaseName)', which the module does not export." }
 }
