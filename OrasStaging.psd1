@@ -8,7 +8,7 @@
     Copyright            = '(c) 2026 OrasStaging contributors. MIT License.'
     Description          = 'Stages VM disk images published as oras:// artifacts (OCI registry blobs): resolves, downloads with resume and digest verification, decompresses (gzip, zstd, xz, bzip2) and writes qcow2, raw or fixed VHD natively, in one streaming pass.'
     PowerShellVersion    = '7.4'
-    FormatsToProcess     = @()
+    FormatsToProcess     = @('OrasStaging.Format.ps1xml')
     CmdletsToExport      = @()
     FunctionsToExport    = @()
     AliasesToExport      = @()
