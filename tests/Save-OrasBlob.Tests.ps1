@@ -140,15 +140,18 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
             $null = $ps.AddScript({
                 param($Module, $Ref, $Dest)
                 Import-Module $Module
-                Save-OrasBlob $Ref $Dest -RetryIntervalSec 30 -MaximumRetryCount 10
+                Save-OrasBlob $Ref $Dest -RetryIntervalSec 30 -MaximumRetryCount 10 -Verbose
             }).AddArgument($env:ORASSTAGING_MODULE).AddArgument($ViaProxy).AddArgument($dest)
             $async = $ps.BeginInvoke()
             $partial = Join-Path $dest "$($P.title).partial"
             $deadline = [DateTime]::UtcNow.AddSeconds(30)
-            while (-not ((Test-Path $partial) -and (Get-Item $partial).Length -ge 200000) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
-            (Get-Item $partial).Length | Should -Be 200000
+            while (-not ($ps.Streams.Verbose.Message -match 'Connection lost') -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
+            ($ps.Streams.Verbose.Message -match 'Connection lost') | Should -Not -BeNullOrEmpty
+            (Get-Item $partial).Length | Should -BeGreaterThan 0
+            # The run now sleeps 30 s before its next retry; Stop must not wait for that.
             $stop = $ps.BeginStop($null, $null)
             $stop.AsyncWaitHandle.WaitOne(10000) | Should -BeTrue
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
             Test-Path $partial | Should -BeTrue
             Test-Path (Join-Path $dest $P.title) | Should -BeFalse
         }

@@ -35,7 +35,10 @@ internal sealed class RegistryTransport
     private readonly IOperationSink _sink;
     private readonly CredentialResolver _credentials;
     private readonly TokenCache _tokens;
-    private readonly ConcurrentDictionary<string, AuthChallenge> _challenges = new();
+    // Process-wide, like oras-go's shared cache: Resolve-OrasImage piped into Save-OrasBlob reuses the token.
+    private static readonly TokenCache SharedTokens = new();
+    private static readonly ConcurrentDictionary<string, AuthChallenge> SharedChallenges = new();
+    private readonly ConcurrentDictionary<string, AuthChallenge> _challenges;
     private readonly ConcurrentDictionary<string, RegistryCredential?> _credentialCache = new();
     private readonly ConcurrentDictionary<string, bool> _anonymousOnly = new();
 
@@ -44,7 +47,8 @@ internal sealed class RegistryTransport
         _options = options;
         _sink = sink;
         _credentials = new CredentialResolver(options, sink);
-        _tokens = tokens ?? new TokenCache();
+        _tokens = tokens ?? SharedTokens;
+        _challenges = tokens is null ? SharedChallenges : new ConcurrentDictionary<string, AuthChallenge>();
         Http = handler is null ? SharedClient(options.SkipCertificateCheck) : new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
     }
 
@@ -286,7 +290,7 @@ internal sealed class RegistryTransport
             }
         }
 
-        string key = $"{realmUri}|{service}|{string.Join(' ', scopes)}|{credential?.Username}";
+        string key = $"{realmUri}|{service}|{string.Join(' ', scopes)}|{CredentialKey(credential)}";
         if (useCache && _tokens.Get(key) is { } cached)
         {
             return new AuthenticationHeaderValue("Bearer", cached);
@@ -299,6 +303,18 @@ internal sealed class RegistryTransport
             (credential is null ? " (anonymous)" : $" as '{credential.Username}'") +
             (expiresIn is { } e ? $", valid {e} s." : "."));
         return new AuthenticationHeaderValue("Bearer", token);
+    }
+
+    /// <summary>Who the token belongs to, without keeping the secret itself in the key.</summary>
+    private static string CredentialKey(RegistryCredential? credential)
+    {
+        if (credential is null)
+        {
+            return string.Empty;
+        }
+
+        byte[] hash = System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(credential.Password ?? credential.IdentityToken ?? string.Empty));
+        return credential.Username + "#" + Convert.ToHexString(hash, 0, 8);
     }
 
     private void EnsureCredentialsAllowed(Uri target, string registry)
