@@ -56,6 +56,14 @@ function Install-Prerequisite {
     if (-not (Get-Command qemu-img -ErrorAction Ignore)) {
         $missing += 'qemu-utils'
     }
+    # The basic-auth registry needs bcrypt htpasswd lines (distribution 2.8 accepts no other hash).
+    if (-not (Get-Command htpasswd -ErrorAction Ignore)) {
+        $missing += 'apache2-utils'
+    }
+    # The TestKit pusher compresses layers with these tools (gzip is in-process).
+    foreach ($tool in @(@{ Command = 'zstd'; Package = 'zstd' }, @{ Command = 'xz'; Package = 'xz-utils' }, @{ Command = 'bzip2'; Package = 'bzip2' })) {
+        if (-not (Get-Command $tool.Command -ErrorAction Ignore)) { $missing += $tool.Package }
+    }
     if (-not $missing) { return }
 
     $command = "apt-get install -y $($missing -join ' ')"

@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Primitives;
 
@@ -117,7 +119,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
                     var digest = path[(path.LastIndexOf('/') + 1)..];
                     var signature = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
                     ctx.Response.StatusCode = 307;
-                    ctx.Response.Headers.Location = $"{CdnBaseUrl}/blobs/{name}/{digest}?X-Amz-Expires=300&X-Amz-Signature={signature}";
+                    ctx.Response.Headers.Location = $"{CdnBaseUrl}/blobs/{name}/{digest}?X-Amz-Expires=300&X-Amz-Signature={signature}&X-TestKit-Fault={fault.Id}";
                     break;
                 default:
                     await ForwardAsync(ctx, kind, fault).ConfigureAwait(false);
@@ -190,9 +192,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             if (cutAt is long c) want = (int)Math.Min(want, Math.Max(c - sent, 0));
             if (want == 0)
             {
-                // Everything up to the cut is on the wire; then the connection goes away mid-body.
-                await ctx.Response.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
-                ctx.Abort();
+                await CutAsync(ctx).ConfigureAwait(false);
                 return;
             }
             int n = await body.ReadAsync(buffer.AsMemory(0, want), ctx.RequestAborted).ConfigureAwait(false);
@@ -207,6 +207,35 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         }
     }
 
+    /// <summary>
+    /// Ends the connection mid-body so that the client reliably receives every byte sent so far and then EOF.
+    /// Aborting at once would reset the connection, and a reset makes the client's kernel drop data it has
+    /// received but not yet read, so the byte count would be a race.
+    /// </summary>
+    private static async Task CutAsync(HttpContext ctx)
+    {
+        await ctx.Response.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+        var socket = ctx.Features.Get<IConnectionSocketFeature>()?.Socket;
+        if (socket is not null)
+        {
+            // Let the transport move the flushed bytes into the socket, then send FIN after them.
+            await Task.Delay(150).ConfigureAwait(false);
+            try
+            {
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (SocketException)
+            {
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+            // The client sees EOF now; the reset that Abort may cause comes after it has read everything.
+            await Task.Delay(1000).ConfigureAwait(false);
+        }
+        ctx.Abort();
+    }
+
     /// <summary>The CDN: serves blobs straight from the registry's storage, records Authorization and Range.</summary>
     internal async Task HandleCdnAsync(HttpContext ctx)
     {
@@ -216,7 +245,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         try
         {
             var m = CdnPath().Match(path);
-            var redirect = faults.ActiveRedirect();
+            var redirect = int.TryParse(ctx.Request.Query["X-TestKit-Fault"], out var faultId) ? faults.Find(faultId) : null;
             if (!m.Success || !(HttpMethods.IsGet(ctx.Request.Method) || HttpMethods.IsHead(ctx.Request.Method)))
             {
                 ctx.Response.StatusCode = 404;

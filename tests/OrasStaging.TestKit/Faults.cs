@@ -161,10 +161,10 @@ public sealed class FaultState
         lock (_faults) return _faults.ToArray();
     }
 
-    /// <summary>Redirect faults also serve the CDN; the first active one decides its behaviour.</summary>
-    internal Fault? ActiveRedirect()
+    /// <summary>The CDN asks which redirect sent a client (its id is in the URL) to apply that fault's options.</summary>
+    internal Fault? Find(int id)
     {
-        lock (_faults) return _faults.FirstOrDefault(f => f.Kind == FaultKind.Redirect);
+        lock (_faults) return _faults.FirstOrDefault(f => f.Id == id);
     }
 
     internal IEnumerable<Fault> Candidates(string method, RequestKind kind, string path)
