@@ -308,7 +308,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
     }
 
     /// <summary>One "bytes=a-b", "bytes=a-" or "bytes=-n" range (what pull clients send).</summary>
-    internal static bool TryParseRange(string header, long total, out long start, out long end)
+    public static bool TryParseRange(string header, long total, out long start, out long end)
     {
         start = 0;
         end = total - 1;

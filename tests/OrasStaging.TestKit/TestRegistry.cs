@@ -290,11 +290,12 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         WebApplication[] apps;
         lock (_apps) apps = [.. _apps];
-        foreach (var app in apps)
+        // In parallel and briefly: clients' idle keep-alive connections would otherwise hold each stop.
+        await Task.WhenAll(apps.Select(async app =>
         {
             try
             {
-                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
                 await app.StopAsync(cts.Token).ConfigureAwait(false);
                 await app.DisposeAsync().ConfigureAwait(false);
             }
@@ -302,7 +303,7 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
             {
                 // Best effort: the process is going away and the ports die with it.
             }
-        }
+        })).ConfigureAwait(false);
         _registry?.Dispose();
         _upstream.Dispose();
         Pki.Dispose();
