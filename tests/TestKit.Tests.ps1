@@ -413,6 +413,27 @@ Describe 'Anonymous registry, pusher and proxy' {
         (Send-Raw $location).Status | Should -Be 200
     }
 
+    It 'fault Redirect with -ExpireAfter expires each CDN URL after n requests' {
+        $null = Set-ProxyFault -Registry $Srv -Kind Redirect -ExpireAfter 1
+        $location = (Send-Raw $BlobUrl).Headers['Location']
+        (Send-Raw $location -Headers @{ Range = 'bytes=0-99' }).Status | Should -Be 206
+        (Send-Raw $location -Headers @{ Range = 'bytes=100-' }).Status | Should -Be 403
+        $fresh = (Send-Raw $BlobUrl).Headers['Location']
+        $fresh | Should -Not -Be $location
+        (Send-Raw $fresh -Headers @{ Range = 'bytes=100-' }).Status | Should -Be 206
+    }
+
+    It 'fault Throttle slows the body down to BytesPerSecond' {
+        $null = Set-ProxyFault -Registry $Srv -Kind Throttle -BytesPerSecond 200000
+        $clock = [Diagnostics.Stopwatch]::StartNew()
+        $r = Send-Raw $BlobUrl -Headers @{ Range = 'bytes=0-299999' }
+        $clock.Stop()
+        $r.Body.Length | Should -Be 300000
+        [TestKitBytes]::Same($r.Body, 0, $Blob, 0, 300000) | Should -BeTrue
+        $clock.Elapsed.TotalSeconds | Should -BeGreaterThan 1.0 -Because '300000 bytes at 200000 B/s cannot arrive sooner'
+        (Get-ProxyStats -Registry $Srv).faultsFired.throttle | Should -BeGreaterOrEqual 1
+    }
+
     It 'rejects unknown fault kinds' {
         { Invoke-RestMethod -Method Post -Uri "$($Srv.controlUrl)/faults" -Body '{"kind":"explode"}' -ContentType 'application/json' -TimeoutSec 10 } |
             Should -Throw '*400*'
@@ -486,6 +507,7 @@ Describe 'Token-auth registry' {
         $m.Status | Should -Be 200
         $m.Headers['Docker-Content-Digest'] | Should -Be $Public.manifestDigest
         (Get-ProxyStats -Registry $Srv).tokenRequests | Should -Be ($before + 1)
+        (Get-ProxyStats -Registry $Srv).requestsByKind.token | Should -Be ($before + 1)
     }
 
     It 'grants no push to anonymous tokens' {

@@ -272,6 +272,9 @@ function Set-ProxyFault {
           Redirect            307 to cdnUrl/blobs/<repo>/<digest>?X-Amz-Signature=…; the CDN serves the same
                               bytes with Range support and counts requests carrying Authorization. Default
                               -Times -1 (until cleared). -RejectAuthorization: the CDN answers 400 to those.
+                              -ExpireAfter n: each redirect URL answers 403 (expired) after n requests, so a
+                              client must go back to the registry for a fresh one.
+          Throttle            send the body at -BytesPerSecond (-Times requests).
         -Times -1 means until Clear-ProxyFault. -PathContains limits the fault to paths containing that text.
     .EXAMPLE
         Set-ProxyFault -Registry $r -Kind Cut -AfterBytes 100000 -Times 2
@@ -280,7 +283,7 @@ function Set-ProxyFault {
     param(
         [Parameter(Mandatory)] [object] $Registry,
         [Parameter(Mandatory)]
-        [ValidateSet('Cut', 'TooManyRequests', 'ServiceUnavailable', 'Unauthorized', 'Corrupt', 'Redirect')]
+        [ValidateSet('Cut', 'TooManyRequests', 'ServiceUnavailable', 'Unauthorized', 'Corrupt', 'Redirect', 'Throttle')]
         [string] $Kind,
         [int] $Times,
         [long] $AfterBytes,
@@ -289,6 +292,8 @@ function Set-ProxyFault {
         [ValidateSet('Blob', 'Manifest', 'Any')]
         [string] $Target = 'Blob',
         [switch] $RejectAuthorization,
+        [int] $ExpireAfter,
+        [long] $BytesPerSecond,
         [string] $PathContains
     )
     $body = @{ kind = $Kind; target = $Target.ToLowerInvariant() }
@@ -297,6 +302,8 @@ function Set-ProxyFault {
     if ($PSBoundParameters.ContainsKey('RetryAfter')) { $body.retryAfter = $RetryAfter }
     if ($PSBoundParameters.ContainsKey('Offset')) { $body.offset = $Offset }
     if ($RejectAuthorization) { $body.rejectAuthorization = $true }
+    if ($PSBoundParameters.ContainsKey('ExpireAfter')) { $body.expireAfter = $ExpireAfter }
+    if ($PSBoundParameters.ContainsKey('BytesPerSecond')) { $body.bytesPerSecond = $BytesPerSecond }
     if ($PathContains) { $body.pathContains = $PathContains }
     Invoke-RestMethod -Method Post -Uri "$($Registry.controlUrl)/faults" -ContentType 'application/json' `
         -Body ($body | ConvertTo-Json -Compress) -TimeoutSec 10
@@ -327,7 +334,8 @@ function Get-ProxyStats {
     .SYNOPSIS
         Returns what the proxy, the CDN and the token server saw (GET controlUrl/stats).
     .DESCRIPTION
-        Fields: totalRequests, requestsByKind (ping, manifest, blob, upload, tags, catalog, referrers, other),
+        Fields: totalRequests (through the proxy), requestsByKind (ping, manifest, blob, upload, tags, catalog,
+        referrers, other; and token = requests to the token server, which are not in totalRequests),
         blobBytesSent (blob GET body bytes through the proxy), rangeHeaders, faultsFired (per kind, camelCase),
         cdnRequests, cdnRequestsWithAuthorization, cdnBytesSent, cdnRangeHeaders, tokenRequests,
         tokenRequestsGranted, tokenRequestsDenied, tokenScopes, requests and cdnLog (method, path, kind, status,

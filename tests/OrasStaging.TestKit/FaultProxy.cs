@@ -1,8 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using System.Net.Sockets;
-using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Primitives;
 
@@ -24,6 +22,8 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
     };
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = false };
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _cdnUses = new();
 
     /// <summary>Base URL of the CDN listener, e.g. http://127.0.0.1:PORT (set once it listens).</summary>
     public string CdnBaseUrl { get; set; } = "";
@@ -182,6 +182,8 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         bool isBlobBody = kind == RequestKind.Blob && HttpMethods.IsGet(ctx.Request.Method) && response.IsSuccessStatusCode;
         long? cutAt = fault?.Kind is FaultKind.Cut or FaultKind.Unauthorized ? fault.AfterBytes : null;
         long? corruptAt = fault?.Kind == FaultKind.Corrupt ? fault.Offset - bodyStart : null;
+        long? bytesPerSecond = fault?.Kind == FaultKind.Throttle ? fault.BytesPerSecond : null;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
 
         await using var body = await response.Content.ReadAsStreamAsync(ctx.RequestAborted).ConfigureAwait(false);
         var buffer = new byte[1 << 16];
@@ -189,6 +191,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         while (true)
         {
             int want = buffer.Length;
+            if (bytesPerSecond is long bps) want = (int)Math.Clamp(bps / 10, 1, buffer.Length);
             if (cutAt is long c) want = (int)Math.Min(want, Math.Max(c - sent, 0));
             if (want == 0)
             {
@@ -204,36 +207,29 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             await ctx.Response.Body.WriteAsync(buffer.AsMemory(0, n), ctx.RequestAborted).ConfigureAwait(false);
             sent += n;
             if (isBlobBody) stats.BlobBytes(n);
+            if (bytesPerSecond is long rate)
+            {
+                var due = TimeSpan.FromSeconds(sent / (double)rate) - clock.Elapsed;
+                if (due > TimeSpan.Zero) await Task.Delay(due, ctx.RequestAborted).ConfigureAwait(false);
+            }
         }
     }
 
     /// <summary>
-    /// Ends the connection mid-body so that the client reliably receives every byte sent so far and then EOF.
-    /// Aborting at once would reset the connection, and a reset makes the client's kernel drop data it has
-    /// received but not yet read, so the byte count would be a race.
+    /// Ends the response mid-body so that the client reliably receives every byte sent so far and then EOF.
+    /// With a Content-Length, returning early is enough: Kestrel sees too few bytes, so it sends what was
+    /// written and closes the connection gracefully (FIN). Aborting instead would reset the connection, and a
+    /// reset makes the client's kernel drop data it has received but not yet read: the byte count would race.
     /// </summary>
     private static async Task CutAsync(HttpContext ctx)
     {
         await ctx.Response.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
-        var socket = ctx.Features.Get<IConnectionSocketFeature>()?.Socket;
-        if (socket is not null)
+        if (ctx.Response.ContentLength is null)
         {
-            // Let the transport move the flushed bytes into the socket, then send FIN after them.
-            await Task.Delay(150).ConfigureAwait(false);
-            try
-            {
-                socket.Shutdown(SocketShutdown.Send);
-            }
-            catch (SocketException)
-            {
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-            // The client sees EOF now; the reset that Abort may cause comes after it has read everything.
-            await Task.Delay(1000).ConfigureAwait(false);
+            // Chunked: ending normally would look complete, so the connection has to go.
+            await Task.Delay(200).ConfigureAwait(false);
+            ctx.Abort();
         }
-        ctx.Abort();
     }
 
     /// <summary>The CDN: serves blobs straight from the registry's storage, records Authorization and Range.</summary>
@@ -250,6 +246,17 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             {
                 ctx.Response.StatusCode = 404;
                 return;
+            }
+            if (redirect?.ExpireAfter is int limit)
+            {
+                var key = ctx.Request.Query["X-Amz-Signature"].ToString();
+                if (_cdnUses.AddOrUpdate(key, 1, (_, n) => n + 1) > limit)
+                {
+                    ctx.Response.StatusCode = 403;
+                    ctx.Response.ContentType = "application/xml";
+                    await ctx.Response.WriteAsync("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>").ConfigureAwait(false);
+                    return;
+                }
             }
             if (hasAuth && redirect is { RejectAuthorization: true })
             {
