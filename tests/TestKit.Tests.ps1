@@ -538,6 +538,28 @@ Describe 'Token-auth registry' {
     }
 }
 
+Describe 'Token-auth registry with strict expiry' {
+    BeforeAll {
+        $script:Srv = Start-TestRegistry -Auth token -TokenExpiresIn 2 -StrictTokenExpiry
+    }
+    AfterAll {
+        Stop-TestRegistry $script:Srv
+    }
+
+    It 'makes the real registry refuse a token expires_in seconds after issue' {
+        $body = [Text.Encoding]::UTF8.GetString((Get-Token $Srv 'repository:lab/debian:pull').Body) | ConvertFrom-Json
+        $body.expires_in | Should -Be 2
+        $auth = @{ Authorization = "Bearer $($body.token)" }
+        (Send-Raw "$($Srv.registryUrl)/v2/lab/debian/tags/list" -Headers $auth).Status | Should -Not -Be 401
+        $deadline = [DateTime]::UtcNow.AddSeconds(15)
+        do {
+            Start-Sleep -Milliseconds 500
+            $status = (Send-Raw "$($Srv.registryUrl)/v2/lab/debian/tags/list" -Headers $auth).Status
+        } while ($status -ne 401 -and [DateTime]::UtcNow -lt $deadline)
+        $status | Should -Be 401
+    }
+}
+
 Describe 'TLS registry' {
     BeforeAll {
         $script:Srv = Start-TestRegistry -Tls

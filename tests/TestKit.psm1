@@ -74,6 +74,7 @@ function Start-TestRegistry {
         Runs `dotnet OrasStaging.TestKit.dll serve` and waits (bounded) for the one JSON line describing the
         endpoints. Returns that object (registry, registryUrl, proxy, proxyUrl, controlUrl, cdnUrl, tokenUrl,
         service, issuer, auth, tls, scheme, username, password, caCertPath, privateRepository, tokenExpiresIn,
+        strictTokenExpiry,
         dataDir, storageDir, registryLog, registryPid, watchdogPid, pid) plus a Process property. Everything
         stops when Stop-TestRegistry closes the process's stdin, or when this PowerShell process dies.
     .PARAMETER Auth
@@ -81,7 +82,12 @@ function Start-TestRegistry {
     .PARAMETER Tls
         Serve https with a certificate for 127.0.0.1 signed by a CA generated at start (caCertPath).
     .PARAMETER TokenExpiresIn
-        expires_in (seconds) of issued tokens.
+        expires_in (seconds) of issued tokens. distribution 2.8 accepts a token until 60 s after its exp
+        claim, so without -StrictTokenExpiry a short expires_in does not make the registry refuse it.
+    .PARAMETER StrictTokenExpiry
+        Sign exp = iat + expires_in - 60 so the real registry refuses the token expires_in seconds after
+        issue (for token-expiry tests against the registry itself; the proxy's Unauthorized fault is the
+        deterministic alternative).
     .PARAMETER TimeoutSeconds
         How long to wait for the registry to come up.
     .EXAMPLE
@@ -95,11 +101,13 @@ function Start-TestRegistry {
         [switch] $Tls,
         [ValidateRange(1, 86400)]
         [int] $TokenExpiresIn = 300,
+        [switch] $StrictTokenExpiry,
         [ValidateRange(1, 600)]
         [int] $TimeoutSeconds = 60
     )
     $arguments = @('serve', '--auth', $Auth, '--token-expires-in', $TokenExpiresIn)
     if ($Tls) { $arguments += '--tls' }
+    if ($StrictTokenExpiry) { $arguments += '--strict-token-expiry' }
     $process = New-TestKitProcess $arguments
     $stderr = $process.StandardError.ReadToEndAsync()
     $line = $process.StandardOutput.ReadLineAsync()
