@@ -56,6 +56,12 @@ function Install-Prerequisite {
     if (-not (Get-Command qemu-img -ErrorAction Ignore)) {
         $missing += 'qemu-utils'
     }
+    # The disk-image tests make their compressed inputs with the reference CLIs.
+    foreach ($tool in @{ gzip = 'gzip'; zstd = 'zstd'; xz = 'xz-utils'; bzip2 = 'bzip2' }.GetEnumerator()) {
+        if (-not (Get-Command $tool.Key -ErrorAction Ignore)) {
+            $missing += $tool.Value
+        }
+    }
     if (-not $missing) { return }
 
     $command = "apt-get install -y $($missing -join ' ')"
