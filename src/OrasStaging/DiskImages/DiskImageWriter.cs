@@ -346,6 +346,11 @@ public static class DiskImageWriter
             long virtualSize = target is CopyWriter ? qcow2VirtualSize
                 : expandOnly ? decoded
                 : VirtualSize(decoded, options);
+            if (options.Format == DiskImageFormat.Vhd && !expandOnly && virtualSize > VhdFooter.MaxQemuSize)
+            {
+                sink.Warning($"A {Units.Bytes(virtualSize)} VHD is beyond the 2040 GiB that qemu and Hyper-V read; Azure accepts it.");
+            }
+
             sink.Progress(new ProgressInfo(activity, "Flush", counting.Count, options.InputLength));
             var (vsize, fileSize) = target.Finish(decoded, virtualSize);
             sink.Verbose($"Wrote {name}: {Units.Bytes(decoded)} decoded from {Units.Bytes(counting.Count)}, virtual size {Units.Bytes(vsize)}, file {Units.Bytes(fileSize)}.");

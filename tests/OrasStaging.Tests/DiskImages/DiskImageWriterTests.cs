@@ -333,4 +333,26 @@ public class DiskImageWriterTests
             DiskImageWriter.WriteAsync(input, output, new DiskWriteOptions(), NullOperationSink.Instance, Timeout));
         Assert.Equal("keep me", File.ReadAllText(output));
     }
+
+    [Fact]
+    public async Task AKnownCompressedLengthBeyondTheFreeSpaceIsInsufficientSpace()
+    {
+        using var dir = new TempDir();
+        string raw = TestInputs.MakeRaw(dir, "realistic-5MiB+100");
+        string gz = TestInputs.Compressed(dir, "gzip", raw, ".gz");
+        string output = dir.File("out.qcow2");
+        var ex = await Assert.ThrowsAsync<OrasStagingException>(() =>
+            Write(gz, output, new DiskWriteOptions { InputLength = long.MaxValue / 2 }));
+        Assert.Equal(ErrorCode.InsufficientSpace, ex.Code);
+        Assert.False(File.Exists(output), "the check comes before the output is created");
+    }
+
+    [Fact]
+    public void DiskFullIOExceptionsMapToInsufficientSpace()
+    {
+        Assert.True(DiskSpace.IsDiskFull(new IOException("No space left on device", 28)));
+        Assert.True(DiskSpace.IsDiskFull(new IOException("disk full", unchecked((int)0x80070070))));
+        Assert.False(DiskSpace.IsDiskFull(new IOException("other", 5)));
+        Assert.Equal(ErrorCode.InsufficientSpace, DiskSpace.Full("x", new IOException("full", 28)).Code);
+    }
 }
