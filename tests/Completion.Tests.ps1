@@ -64,7 +64,7 @@ Describe 'The exported cmdlets wire the completers' {
         $type = (Get-Command $Name).Parameters['Format'].ParameterType
         ([Nullable]::GetUnderlyingType($type) ?? $type).IsEnum | Should -BeTrue
         $values = [Enum]::GetNames(([Nullable]::GetUnderlyingType($type) ?? $type))
-        Get-Completion "$Name -Format " | Should -Be $values
+        @(Get-Completion "$Name -Format " | Sort-Object) | Should -Be @($values | Sort-Object)
     }
 }
 
