@@ -113,6 +113,9 @@ Describe '-Reference completion against a real registry (<Auth>)' -ForEach @(
             $null = Publish-TestImage -Registry $Registry -Repository 'lab/debian' -Tag $tag -ImagePath $image.FullName
         }
         $script:Host_ = $Registry.registry
+        if ($Auth -eq 'token') {
+            $null = Publish-TestImage -Registry $Registry -Repository $Registry.privateRepository -Tag 'secret' -ImagePath $image.FullName
+        }
     }
 
     AfterAll {
@@ -136,6 +139,11 @@ Describe '-Reference completion against a real registry (<Auth>)' -ForEach @(
 
     It 'returns nothing for an unknown repository' {
         Get-Completion "Test-OrasReference -Reference oras://$Host_/lab/nothing-here:" | Should -BeNullOrEmpty
+    }
+
+    It 'stays anonymous: tags of a private repository are not listed' -Skip:($Auth -ne 'token') {
+        $Registry.privateRepository | Should -Not -BeNullOrEmpty
+        Get-Completion "Test-OrasReference -Reference oras://$Host_/$($Registry.privateRepository):" | Should -BeNullOrEmpty
     }
 
     It 'completes through <_> -Reference' -ForEach @($ReferenceCases | ForEach-Object Name) {

@@ -30,26 +30,4 @@ public class TagQueryTests
     [InlineData("safl/nosi:latest")]
     [InlineData("oras://ghcr.io/safl/nosi:-bad")]
     public void DeclinesWhatIsNotARepositoryYet(string word) => Assert.False(TagQuery.TryParse(word, out _));
-
-    [Fact]
-    public void DockerHubGoesToItsRegistryWithLibraryForOneSegmentNames()
-    {
-        Assert.True(TagQuery.TryParse("docker.io/alpine:3", out var query));
-        Assert.Equal("registry-1.docker.io", query.RegistryHost);
-        Assert.Equal("library/alpine", query.RegistryRepository);
-        Assert.True(TagQuery.TryParse("docker.io/safl/nosi:", out query));
-        Assert.Equal("safl/nosi", query.RegistryRepository);
-    }
-
-    [Theory]
-    [InlineData("127.0.0.1:5000/a/b:", true)]
-    [InlineData("localhost/a/b:", true)]
-    [InlineData("[::1]:5000/a/b:", true)]
-    [InlineData("ghcr.io/a/b:", false)]
-    [InlineData("127.example.com/a/b:", false)]
-    public void LoopbackHostsAreRecognised(string word, bool loopback)
-    {
-        Assert.True(TagQuery.TryParse(word, out var query));
-        Assert.Equal(loopback, query.IsLoopback);
-    }
 }

@@ -7,8 +7,8 @@ namespace OrasStaging.Commands.Completion;
 /// <summary>
 /// Completes the tag of <c>-Reference</c> from the registry's tag list (<c>GET /v2/&lt;name&gt;/tags/list</c>):
 /// <c>oras://ghcr.io/safl/nosi/debian-bookworm-amd64:&lt;Tab&gt;</c>. Best effort: anonymous or an anonymous
-/// bearer token only, about two seconds at most, and silent on any failure, because a completer that throws or
-/// hangs breaks the prompt.
+/// bearer token only, about two seconds at most, no retries, and silent on any failure, because a completer that
+/// throws or hangs breaks the prompt.
 /// </summary>
 public sealed class ReferenceCompleter : IArgumentCompleter
 {
@@ -29,12 +29,19 @@ public sealed class ReferenceCompleter : IArgumentCompleter
         }
 
         IReadOnlyList<string> tags;
+        using var budget = new CancellationTokenSource(Budget);
+        var listing = Task.Run(() => RegistryTagLister.ListTagsAsync(query, budget.Token), budget.Token);
         try
         {
-            using var budget = new CancellationTokenSource(Budget);
-            // Completers run on the pipeline thread with no synchronization context, so blocking here is safe.
-            tags = Task.Run(() => RegistryTagLister.ListTagsAsync(query, budget.Token), budget.Token)
-                .GetAwaiter().GetResult();
+            // A bounded wait, not GetResult: whatever the listing does, the prompt gets control back in time.
+            if (!listing.Wait(Budget + TimeSpan.FromMilliseconds(250)))
+            {
+                budget.Cancel();
+                _ = listing.ContinueWith(t => t.Exception, TaskScheduler.Default); // observe a late failure
+                return Array.Empty<CompletionResult>();
+            }
+
+            tags = listing.Result;
         }
         catch (Exception)
         {

@@ -1,11 +1,11 @@
-using System.Net;
 using System.Text.RegularExpressions;
 
 namespace OrasStaging.Commands.Completion;
 
 /// <summary>
 /// What a half-typed reference asks for: the registry and repository to list, the tag typed so far, and the
-/// text to put back in front of each tag (exactly as the user typed it, <c>oras://</c> or not).
+/// text to put back in front of each tag (exactly as the user typed it, <c>oras://</c> or not). The wire names
+/// (Docker Hub's host, <c>library/</c>) come from <see cref="Oci.ImageReference"/> when the tags are listed.
 /// </summary>
 internal sealed record TagQuery(string Prefix, string Host, string Repository, string TagPrefix)
 {
@@ -15,24 +15,6 @@ internal sealed record TagQuery(string Prefix, string Host, string Repository, s
         RegexOptions.CultureInvariant);
 
     private static readonly Regex TagPattern = new("^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", RegexOptions.CultureInvariant);
-
-    /// <summary>The host to talk to: Docker Hub's registry for docker.io, as docker and oras do.</summary>
-    public string RegistryHost => Host is "docker.io" or "index.docker.io" ? "registry-1.docker.io" : Host;
-
-    /// <summary>Docker Hub puts one-segment names under library/.</summary>
-    public string RegistryRepository =>
-        RegistryHost == "registry-1.docker.io" && !Repository.Contains('/') ? "library/" + Repository : Repository;
-
-    /// <summary>Loopback registries speak plain http by default, as oras assumes.</summary>
-    public bool IsLoopback
-    {
-        get
-        {
-            string host = HostWithoutPort(Host);
-            return host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
-                || (IPAddress.TryParse(host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip));
-        }
-    }
 
     public static bool TryParse(string word, out TagQuery query)
     {
@@ -77,16 +59,4 @@ internal sealed record TagQuery(string Prefix, string Host, string Repository, s
 
     private static bool LooksLikeHost(string host) =>
         host.Contains('.') || host.Contains(':') || host.Equals("localhost", StringComparison.OrdinalIgnoreCase);
-
-    private static string HostWithoutPort(string host)
-    {
-        if (host.StartsWith('['))
-        {
-            int end = host.IndexOf(']');
-            return end > 0 ? host[..(end + 1)] : host;
-        }
-
-        int colon = host.LastIndexOf(':');
-        return colon > 0 ? host[..colon] : host;
-    }
 }
