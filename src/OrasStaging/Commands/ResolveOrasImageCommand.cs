@@ -1,0 +1,83 @@
+using System.Management.Automation;
+using OrasStaging.Oci;
+
+namespace OrasStaging.Commands;
+
+/// <summary>
+/// <para type="synopsis">Resolves an oras:// reference to the layer blob that holds the disk image.</para>
+/// <para type="description">Reads the manifest (choosing from an index by platform), picks the layer, and reports its
+/// digest, size, title and registry URL. A pinned @sha256: may name a manifest or the blob itself.</para>
+/// </summary>
+[Cmdlet(VerbsDiagnostic.Resolve, "OrasImage", HelpUri = "https://github.com/safl/OrasStaging#resolve-orasimage")]
+[OutputType(typeof(OrasImage))]
+public sealed class ResolveOrasImageCommand : OrasCmdletBase
+{
+    /// <summary>oras://host[:port]/name:tag, …@sha256:…, or the same without oras://.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("Url")]
+    [ValidateNotNullOrEmpty]
+    public string[] Reference { get; set; } = Array.Empty<string>();
+
+    /// <summary>os/arch[/variant] to take from an index.</summary>
+    [Parameter]
+    public string? Platform { get; set; }
+
+    /// <summary>Wildcard on the layer title; overrides the automatic choice.</summary>
+    [Parameter]
+    [SupportsWildcards]
+    public string? LayerTitle { get; set; }
+
+    /// <summary>Wildcard on the layer media type; overrides the automatic choice.</summary>
+    [Parameter]
+    [SupportsWildcards]
+    public string? LayerMediaType { get; set; }
+
+    [Parameter]
+    [Credential]
+    public PSCredential? Credential { get; set; }
+
+    [Parameter]
+    public SwitchParameter SkipCertificateCheck { get; set; }
+
+    /// <summary>Use http. Loopback registries use http without it.</summary>
+    [Parameter]
+    public SwitchParameter PlainHttp { get; set; }
+
+    [Parameter]
+    [ValidateRange(0, 100)]
+    public int MaximumRetryCount { get; set; } = 5;
+
+    [Parameter]
+    [ValidateRange(0, 3600)]
+    public int RetryIntervalSec { get; set; } = 1;
+
+    protected override void ProcessRecord()
+    {
+        var options = new RegistryOptions
+        {
+            PlainHttp = PlainHttp.IsPresent ? true : null,
+            SkipCertificateCheck = SkipCertificateCheck.IsPresent,
+            Credential = Credential?.GetNetworkCredential(),
+            MaximumRetryCount = MaximumRetryCount,
+            RetryIntervalSec = RetryIntervalSec,
+        };
+        var resolveOptions = new ResolveOptions { Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType };
+        foreach (string text in Reference)
+        {
+            try
+            {
+                var reference = ImageReference.Parse(text);
+                var image = RunBlocking((sink, ct) =>
+                {
+                    var client = new RegistryClient(options, sink);
+                    return client.ResolveAsync(reference, resolveOptions, ct);
+                });
+                WriteObject(image);
+            }
+            catch (OrasStagingException ex)
+            {
+                WriteMappedError(ex, text);
+            }
+        }
+    }
+}

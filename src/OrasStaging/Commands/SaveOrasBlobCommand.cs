@@ -1,0 +1,153 @@
+using System.Management.Automation;
+using OrasStaging.Oci;
+
+namespace OrasStaging.Commands;
+
+/// <summary>
+/// <para type="synopsis">Downloads a layer blob, verified and resumable, to a file.</para>
+/// <para type="description">Writes &lt;name&gt;.partial, resumes it after an interruption (even in a new process), checks
+/// size and digest, and renames it only then. A file that already holds the digest is skipped.</para>
+/// </summary>
+[Cmdlet(VerbsData.Save, "OrasBlob", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low,
+    DefaultParameterSetName = InputObjectSet, HelpUri = "https://github.com/safl/OrasStaging#save-orasblob")]
+[OutputType(typeof(FileInfo))]
+public sealed class SaveOrasBlobCommand : OrasCmdletBase
+{
+    private const string InputObjectSet = "InputObject";
+    private const string ReferenceSet = "Reference";
+
+    /// <summary>What Resolve-OrasImage returned.</summary>
+    [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = InputObjectSet)]
+    public OrasImage[] InputObject { get; set; } = Array.Empty<OrasImage>();
+
+    /// <summary>An oras:// reference, resolved first.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ReferenceSet)]
+    [Alias("Url")]
+    [ValidateNotNullOrEmpty]
+    public string[] Reference { get; set; } = Array.Empty<string>();
+
+    /// <summary>A folder (the file is named after the layer title) or a file path. Default: the current location.</summary>
+    [Parameter(Position = 1)]
+    [Alias("Destination")]
+    public string? DestinationPath { get; set; }
+
+    /// <summary>Replace an existing file that holds something else.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    [Parameter(ParameterSetName = ReferenceSet)]
+    public string? Platform { get; set; }
+
+    [Parameter(ParameterSetName = ReferenceSet)]
+    [SupportsWildcards]
+    public string? LayerTitle { get; set; }
+
+    [Parameter(ParameterSetName = ReferenceSet)]
+    [SupportsWildcards]
+    public string? LayerMediaType { get; set; }
+
+    [Parameter]
+    [Credential]
+    public PSCredential? Credential { get; set; }
+
+    [Parameter]
+    public SwitchParameter SkipCertificateCheck { get; set; }
+
+    [Parameter]
+    public SwitchParameter PlainHttp { get; set; }
+
+    [Parameter]
+    [ValidateRange(0, 100)]
+    public int MaximumRetryCount { get; set; } = 5;
+
+    [Parameter]
+    [ValidateRange(0, 3600)]
+    public int RetryIntervalSec { get; set; } = 1;
+
+    /// <summary>A withcache server (default $WITHCACHE_SERVER); an empty string turns the cache off.</summary>
+    [Parameter]
+    [AllowEmptyString]
+    public string? CacheServer { get; set; }
+
+    private RegistryOptions Options() => new()
+    {
+        PlainHttp = PlainHttp.IsPresent ? true : null,
+        SkipCertificateCheck = SkipCertificateCheck.IsPresent,
+        Credential = Credential?.GetNetworkCredential(),
+        MaximumRetryCount = MaximumRetryCount,
+        RetryIntervalSec = RetryIntervalSec,
+        CacheServer = CacheServer,
+    };
+
+    protected override void ProcessRecord()
+    {
+        var options = Options();
+        if (ParameterSetName == ReferenceSet)
+        {
+            var resolveOptions = new ResolveOptions { Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType };
+            foreach (string text in Reference)
+            {
+                try
+                {
+                    var reference = ImageReference.Parse(text);
+                    var image = RunBlocking((sink, ct) => new RegistryClient(options, sink).ResolveAsync(reference, resolveOptions, ct));
+                    Save(image, options);
+                }
+                catch (OrasStagingException ex)
+                {
+                    WriteMappedError(ex, text);
+                }
+            }
+
+            return;
+        }
+
+        foreach (var image in InputObject)
+        {
+            try
+            {
+                Save(image, options);
+            }
+            catch (OrasStagingException ex)
+            {
+                WriteMappedError(ex, image);
+            }
+        }
+    }
+
+    private void Save(OrasImage image, RegistryOptions options)
+    {
+        string destination = DestinationFile(image);
+        if (!ShouldProcess(destination, $"Download {image.Digest} ({Units.Bytes(image.Size)}) from {image.Registry}/{image.Repository}"))
+        {
+            return;
+        }
+
+        var file = RunBlocking((sink, ct) => new RegistryClient(options, sink).DownloadBlobAsync(image, destination, Force.IsPresent, ct));
+        WriteObject(file);
+    }
+
+    private string DestinationFile(OrasImage image)
+    {
+        string target = ResolveOutputPath(string.IsNullOrEmpty(DestinationPath) ? "." : DestinationPath);
+        bool folder = Directory.Exists(target) || (DestinationPath is { } d && (d.EndsWith('/') || d.EndsWith('\\')));
+        if (!folder)
+        {
+            return target;
+        }
+
+        string name;
+        if (image.Title is null)
+        {
+            name = image.Digest[(image.Digest.IndexOf(':') + 1)..] + ".blob";
+        }
+        else
+        {
+            name = Selection.SafeFileName(image.Title) ?? throw new OrasStagingException(ErrorCode.InvalidTitle,
+                $"The layer title '{image.Title}' cannot be used as a file name (separators, '..', a drive or invalid characters).",
+                "Give -DestinationPath a file path to choose the name yourself.");
+        }
+
+        return Path.Combine(target, name);
+    }
+}

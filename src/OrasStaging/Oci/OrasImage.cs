@@ -1,0 +1,73 @@
+namespace OrasStaging;
+
+/// <summary>What a pinned <c>@digest</c> turned out to name.</summary>
+public enum PinnedKind
+{
+    /// <summary>The reference had a tag only.</summary>
+    None,
+
+    /// <summary>The digest is a manifest's (the OCI meaning).</summary>
+    Manifest,
+
+    /// <summary>The digest is the layer blob's own (as nosi users write it).</summary>
+    Blob,
+}
+
+/// <summary>One layer of a manifest, as the registry described it.</summary>
+public sealed class OrasDescriptor
+{
+    public string MediaType { get; init; } = string.Empty;
+
+    public string Digest { get; init; } = string.Empty;
+
+    public long Size { get; init; }
+
+    /// <summary>The org.opencontainers.image.title annotation, if any.</summary>
+    public string? Title { get; init; }
+
+    public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
+
+    public override string ToString() => Title ?? Digest;
+}
+
+/// <summary>A resolved oras:// reference: which blob to fetch, how large it is, and where it lives.</summary>
+public sealed class OrasImage
+{
+    /// <summary>The reference as given, canonical and without oras://.</summary>
+    public string Reference { get; init; } = string.Empty;
+
+    /// <summary>host[:port] as used on the wire.</summary>
+    public string Registry { get; init; } = string.Empty;
+
+    public string Repository { get; init; } = string.Empty;
+
+    public string? Tag { get; init; }
+
+    /// <summary>The digest of the image manifest the layer was chosen from; null when a blob was pinned directly.</summary>
+    public string? ManifestDigest { get; init; }
+
+    public PinnedKind PinnedKind { get; init; }
+
+    /// <summary>The chosen layer blob's digest.</summary>
+    public string Digest { get; init; } = string.Empty;
+
+    public long Size { get; init; }
+
+    public string? MediaType { get; init; }
+
+    public string? Title { get; init; }
+
+    /// <summary>The registry URL of the blob (never a signed CDN URL).</summary>
+    public Uri? BlobUri { get; init; }
+
+    public string? ArtifactType { get; init; }
+
+    public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
+
+    public IReadOnlyList<OrasDescriptor> Layers { get; init; } = Array.Empty<OrasDescriptor>();
+
+    /// <summary>os/arch[/variant] of the chosen manifest when it came from an index.</summary>
+    public string? Platform { get; init; }
+
+    public override string ToString() => Reference;
+}

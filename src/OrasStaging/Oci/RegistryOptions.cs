@@ -1,0 +1,41 @@
+using System.Net;
+
+namespace OrasStaging.Oci;
+
+/// <summary>How to talk to registries. One shared HttpClient exists per transport-relevant combination.</summary>
+public sealed class RegistryOptions
+{
+    /// <summary>null: loopback hosts use http, every other host https (as oras does).</summary>
+    public bool? PlainHttp { get; set; }
+
+    public bool SkipCertificateCheck { get; set; }
+
+    public NetworkCredential? Credential { get; set; }
+
+    /// <summary>null: <c>$DOCKER_CONFIG/config.json</c> or <c>~/.docker/config.json</c>.</summary>
+    public string? DockerConfigPath { get; set; }
+
+    public int MaximumRetryCount { get; set; } = 5;
+
+    /// <summary>Base of the exponential backoff, in seconds. 0 backs off in tens of milliseconds (tests).</summary>
+    public int RetryIntervalSec { get; set; } = 1;
+
+    /// <summary>null: <c>$WITHCACHE_SERVER</c>. Empty string: no cache server.</summary>
+    public string? CacheServer { get; set; }
+
+    /// <summary>No bytes for this long counts as a dropped connection.</summary>
+    public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>How to choose among an index's manifests and a manifest's layers.</summary>
+public sealed class ResolveOptions
+{
+    /// <summary>os/arch[/variant], e.g. linux/arm64/v8.</summary>
+    public string? Platform { get; set; }
+
+    /// <summary>Wildcard pattern on the layer's org.opencontainers.image.title.</summary>
+    public string? LayerTitle { get; set; }
+
+    /// <summary>Wildcard pattern on the layer's media type.</summary>
+    public string? LayerMediaType { get; set; }
+}
