@@ -1,0 +1,122 @@
+using System.Management.Automation;
+using OrasStaging.DiskImages;
+
+namespace OrasStaging.Commands;
+
+/// <summary>
+/// Converts a disk image, compressed or not, to qcow2, raw, fixed VHD (natively, in one pass) or VHDX, VMDK,
+/// VDI (through qemu-img), optionally growing it.
+/// </summary>
+[Cmdlet(VerbsData.Convert, "DiskImage", DefaultParameterSetName = PathSet, SupportsShouldProcess = true,
+    HelpUri = "https://github.com/safl/OrasStaging#convert-diskimage")]
+[OutputType(typeof(FileInfo))]
+public sealed class ConvertDiskImageCommand : OrasCmdletBase
+{
+    private const string PathSet = "Path";
+    private const string LiteralPathSet = "LiteralPath";
+
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
+    public string[] Path { get; set; } = Array.Empty<string>();
+
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    [Alias("PSPath", "LP")]
+    [ValidateNotNullOrEmpty]
+    public string[] LiteralPath { get; set; } = Array.Empty<string>();
+
+    [Parameter(Mandatory = true, Position = 1)]
+    [Alias("Destination")]
+    [ValidateNotNullOrEmpty]
+    public string DestinationPath { get; set; } = string.Empty;
+
+    /// <summary>The target format; by default taken from the destination's extension.</summary>
+    [Parameter]
+    public DiskImageFormat? Format { get; set; }
+
+    /// <summary>Bytes added to the virtual size, e.g. 8GB.</summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long GrowBy { get; set; }
+
+    /// <summary>The exact virtual size in bytes; not below the input.</summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long Size { get; set; }
+
+    [Parameter]
+    public string? QemuImgPath { get; set; }
+
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        bool literal = ParameterSetName == LiteralPathSet;
+        foreach (string input in ResolveInputPaths(literal ? LiteralPath : Path, literal))
+        {
+            string destination = ResolveOutputPath(DestinationPath);
+            DiskWriteOptions options;
+            try
+            {
+                options = new DiskWriteOptions
+                {
+                    Format = Format ?? FormatFromExtension(destination),
+                    GrowBy = GrowBy,
+                    Size = MyInvocation.BoundParameters.ContainsKey(nameof(Size)) ? Size : null,
+                    QemuImgPath = QemuImgPath is null ? null : ResolveOutputPath(QemuImgPath),
+                    DisplayName = System.IO.Path.GetFileName(destination),
+                };
+                DestinationFile.CheckDestination(destination, Force);
+            }
+            catch (OrasStagingException ex)
+            {
+                WriteMappedError(ex, input);
+                continue;
+            }
+
+            if (!ShouldProcess(destination, $"Convert '{input}' to {options.Format}"))
+            {
+                continue;
+            }
+
+            try
+            {
+                RunBlocking((sink, ct) => DestinationFile.WriteAsync(destination, Force,
+                    temp => DiskImageConverter.ConvertFileAsync(input, temp, options, sink, ct)));
+            }
+            catch (PipelineStoppedException)
+            {
+                throw;
+            }
+            catch (Exception ex)
+            {
+                WriteMappedError(ex, input);
+                continue;
+            }
+
+            WriteObject(OutputItem(destination));
+        }
+    }
+
+    internal static DiskImageFormat FormatFromExtension(string destination) =>
+        System.IO.Path.GetExtension(destination).ToLowerInvariant() switch
+        {
+            ".qcow2" => DiskImageFormat.Qcow2,
+            ".img" or ".raw" => DiskImageFormat.Raw,
+            ".vhd" => DiskImageFormat.Vhd,
+            ".vhdx" => DiskImageFormat.Vhdx,
+            ".vmdk" => DiskImageFormat.Vmdk,
+            ".vdi" => DiskImageFormat.Vdi,
+            _ => throw new OrasStagingException(ErrorCode.InvalidArgument,
+                $"Cannot tell the target format from '{System.IO.Path.GetFileName(destination)}'.",
+                "Give -Format (qcow2, raw, vhd, vhdx, vmdk, vdi) or use one of those extensions (.img for raw)."),
+        };
+
+    /// <summary>The file as Get-Item shows it (the provider's note properties make the usual table view).</summary>
+    private object OutputItem(string destination)
+    {
+        var items = InvokeProvider.Item.Get(new[] { destination }, true, true);
+        return items.Count == 1 ? items[0] : new FileInfo(destination);
+    }
+}

@@ -1,0 +1,402 @@
+using System.Buffers.Binary;
+using System.Runtime.ExceptionServices;
+using System.Threading.Channels;
+using OrasStaging.Compression;
+
+namespace OrasStaging.DiskImages;
+
+/// <summary>
+/// Decode-and-write in one pass: a decoder thread fills 1 MiB buffers from the (compressed) input and a writer
+/// thread zero-checks and writes them, with a bounded set of buffers between them (memory stays flat).
+/// </summary>
+public static class DiskImageWriter
+{
+    internal const int ChunkSize = 1 << 20;
+    private const int Buffers = 6;
+
+    /// <summary>
+    /// Reads <paramref name="input"/> (compressed or not, told by its magic bytes) once, sequentially, to its end,
+    /// and writes the target format into a new file at <paramref name="outputPath"/> (FileMode.CreateNew), flushed
+    /// to disk when the task ends. Native targets only (Qcow2, Raw, Vhd); the caller deletes outputPath on failure.
+    /// Exceptions from input.Read propagate unchanged.
+    /// </summary>
+    public static Task<DiskWriteResult> WriteAsync(
+        Stream input, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct) =>
+        WriteCoreAsync(input, outputPath, options, expandOnly: false, sink, ct);
+
+    /// <summary>
+    /// Decompresses only: the decoded bytes land as a sparse file, whatever image format they hold (a .qcow2.gz
+    /// expands to the .qcow2). This is Expand-DiskImage.
+    /// </summary>
+    internal static Task<DiskWriteResult> ExpandAsync(
+        Stream input, string outputPath, long? inputLength, string? displayName, IOperationSink sink, CancellationToken ct) =>
+        WriteCoreAsync(input, outputPath, new DiskWriteOptions { Format = DiskImageFormat.Raw, InputLength = inputLength, DisplayName = displayName },
+            expandOnly: true, sink, ct);
+
+    internal static void Validate(DiskWriteOptions options)
+    {
+        if (options.GrowBy < 0)
+        {
+            throw new OrasStagingException(ErrorCode.InvalidArgument, $"GrowBy must not be negative (got {options.GrowBy}).");
+        }
+
+        if (options.Size is { } size && size < 0)
+        {
+            throw new OrasStagingException(ErrorCode.InvalidArgument, $"Size must not be negative (got {size}).");
+        }
+
+        if (options.Size is not null && options.GrowBy != 0)
+        {
+            throw new OrasStagingException(ErrorCode.InvalidArgument, "Give either GrowBy or Size, not both.",
+                "Use -GrowBy to add to the input's size, or -Size for an exact virtual size.");
+        }
+    }
+
+    internal static bool IsNative(DiskImageFormat format) =>
+        format is DiskImageFormat.Qcow2 or DiskImageFormat.Raw or DiskImageFormat.Vhd;
+
+    /// <summary>The virtual size for a native target: the input rounded up to 512, plus growth, or the exact Size.</summary>
+    internal static long VirtualSize(long decodedLength, DiskWriteOptions options)
+    {
+        long baseSize = RoundUp(decodedLength, 512);
+        long size;
+        if (options.Size is { } exact)
+        {
+            if (exact < decodedLength)
+            {
+                throw new OrasStagingException(ErrorCode.InvalidArgument,
+                    $"Size {Units.Bytes(exact)} ({exact} bytes) is below the input's {Units.Bytes(decodedLength)} ({decodedLength} bytes).",
+                    "Give a Size at least as large as the image, or use GrowBy.");
+            }
+
+            size = RoundUp(exact, 512);
+        }
+        else if (options.Format == DiskImageFormat.Raw && options.GrowBy == 0)
+        {
+            // A plain raw copy keeps the exact length, like gunzip would.
+            return decodedLength;
+        }
+        else
+        {
+            size = RoundUp(baseSize + options.GrowBy, 512);
+        }
+
+        return options.Format == DiskImageFormat.Vhd ? VhdFooter.RoundToMiB(size) : size;
+    }
+
+    internal static long RoundUp(long value, long unit) => (value + unit - 1) / unit * unit;
+
+    private static async Task<DiskWriteResult> WriteCoreAsync(
+        Stream input, string outputPath, DiskWriteOptions options, bool expandOnly, IOperationSink sink, CancellationToken ct)
+    {
+        Validate(options);
+        if (!IsNative(options.Format))
+        {
+            throw new OrasStagingException(ErrorCode.UnsupportedFormat,
+                $"{options.Format} is not written natively from a stream.",
+                "Use Convert-DiskImage, which calls qemu-img for VMDK, VHDX and VDI.");
+        }
+
+        var counting = new CountingStream(input);
+        var head = new byte[CompressionDetector.PeekLength];
+        int headLength = ReadFull(counting, head, ct);
+        Array.Resize(ref head, headLength);
+        if (CompressionDetector.UnsupportedCompression(head) is { } unsupported)
+        {
+            throw new OrasStagingException(ErrorCode.UnsupportedFormat, $"The input is {unsupported}-compressed, which is not supported.",
+                "Decompress it first, or recompress with gzip, zstd, xz or bzip2.");
+        }
+
+        CompressionKind kind = CompressionDetector.Detect(head);
+        string name = options.DisplayName ?? Path.GetFileName(outputPath);
+        sink.Verbose($"Input compression: {kind}; writing {(expandOnly ? "decoded bytes" : options.Format.ToString())} to {name}.");
+        if (kind != CompressionKind.None && options.InputLength is { } compressedLength)
+        {
+            // The output is at least about as large as the compressed data; anything less cannot fit.
+            DiskSpace.Require(outputPath, compressedLength);
+        }
+
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var filled = Channel.CreateBounded<(byte[] Buffer, int Count)>(new BoundedChannelOptions(Buffers)
+        {
+            SingleReader = true,
+            SingleWriter = true,
+        });
+        var free = Channel.CreateUnbounded<byte[]>();
+        for (int i = 0; i < Buffers; i++)
+        {
+            free.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(ChunkSize));
+        }
+
+        var prefixed = new PrefixedStream(head, counting);
+        Task producer = Task.Factory.StartNew(
+            () => Decode(kind, prefixed, counting, filled.Writer, free.Reader, linked.Token),
+            linked.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+        try
+        {
+            return await Task.Run(
+                () => Consume(filled.Reader, free.Writer, outputPath, options, expandOnly, kind, counting, name, sink, linked.Token),
+                linked.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            linked.Cancel();
+            throw;
+        }
+        finally
+        {
+            // The input belongs to the caller: it is not read after this method returns.
+            try
+            {
+                await producer.ConfigureAwait(false);
+            }
+            catch
+            {
+                // The consumer has already seen the producer's failure through the channel.
+            }
+        }
+    }
+
+    private static int ReadFull(Stream s, byte[] buffer, CancellationToken ct)
+    {
+        int total = 0;
+        while (total < buffer.Length)
+        {
+            ct.ThrowIfCancellationRequested();
+            int n = s.Read(buffer, total, buffer.Length - total);
+            if (n == 0)
+            {
+                break;
+            }
+
+            total += n;
+        }
+
+        return total;
+    }
+
+    private static void Decode(
+        CompressionKind kind, Stream prefixed, CountingStream counting,
+        ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct)
+    {
+        Exception? failure = null;
+        try
+        {
+            using Stream decoded = Decoders.Open(kind, prefixed);
+            while (true)
+            {
+                if (!free.TryRead(out byte[]? buffer))
+                {
+                    buffer = free.ReadAsync(ct).AsTask().GetAwaiter().GetResult();
+                }
+
+                int n = ReadFull(decoded, buffer, ct);
+                if (n > 0)
+                {
+                    filled.WriteAsync((buffer, n), ct).AsTask().GetAwaiter().GetResult();
+                }
+
+                if (n < buffer.Length)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            failure = Translate(ex, kind, counting, ct);
+        }
+
+        filled.TryComplete(failure);
+    }
+
+    /// <summary>The input's own failures pass unchanged; a decoder's complaint becomes CorruptInput.</summary>
+    private static Exception Translate(Exception ex, CompressionKind kind, CountingStream counting, CancellationToken ct)
+    {
+        if (counting.Fault is { } fault)
+        {
+            return fault;
+        }
+
+        if (ex is OperationCanceledException || ct.IsCancellationRequested || ex is OrasStagingException)
+        {
+            return ex;
+        }
+
+        if (ex is IOException io && DiskSpace.IsDiskFull(io))
+        {
+            return ex;
+        }
+
+        return new OrasStagingException(ErrorCode.CorruptInput,
+            $"The {kind} stream is corrupt or truncated after {Units.Bytes(counting.Count)} of input: {ex.Message}",
+            "Download the file again; if it persists, the published artifact is damaged.", ex);
+    }
+
+    private static DiskWriteResult Consume(
+        ChannelReader<(byte[] Buffer, int Count)> filled, ChannelWriter<byte[]> free, string outputPath,
+        DiskWriteOptions options, bool expandOnly, CompressionKind kind, CountingStream counting, string name,
+        IOperationSink sink, CancellationToken ct)
+    {
+        IImageTarget? target = null;
+        bool stripFooter = false;
+        long qcow2VirtualSize = 0;
+        long decoded = 0;
+        (byte[] Buffer, int Count)? prev = null;
+        (byte[] Buffer, int Count)? last = null;
+        string activity = $"Writing {name}";
+        try
+        {
+            while (true)
+            {
+                (byte[] Buffer, int Count) chunk;
+                try
+                {
+                    if (!filled.TryRead(out chunk))
+                    {
+                        if (!filled.WaitToReadAsync(ct).AsTask().GetAwaiter().GetResult())
+                        {
+                            break;
+                        }
+
+                        continue;
+                    }
+                }
+                catch (ChannelClosedException closed) when (closed.InnerException is not null)
+                {
+                    ExceptionDispatchInfo.Capture(closed.InnerException).Throw();
+                    throw;
+                }
+
+                if (target is null)
+                {
+                    (target, stripFooter, qcow2VirtualSize) = OpenTarget(chunk.Buffer.AsSpan(0, chunk.Count), outputPath, options, expandOnly, sink);
+                }
+
+                decoded += chunk.Count;
+                if (chunk.Count < VhdFooter.Length && prev is not null)
+                {
+                    // A short final chunk: the footer, if any, straddles it and the one before.
+                    last = chunk;
+                    break;
+                }
+
+                if (prev is { } p)
+                {
+                    target.Append(p.Buffer, p.Count);
+                    free.TryWrite(p.Buffer);
+                }
+
+                prev = chunk;
+                sink.Progress(new ProgressInfo(activity, "Write", counting.Count, options.InputLength));
+            }
+
+            // WaitToReadAsync returns false without throwing when the producer completed with an error.
+            if (filled.Completion.IsFaulted)
+            {
+                ExceptionDispatchInfo.Capture(filled.Completion.Exception!.InnerException!).Throw();
+            }
+
+            ct.ThrowIfCancellationRequested();
+            if (target is null)
+            {
+                // A 0-byte image.
+                (target, stripFooter, qcow2VirtualSize) = OpenTarget(ReadOnlySpan<byte>.Empty, outputPath, options, expandOnly, sink);
+            }
+
+            if (stripFooter && decoded >= VhdFooter.Length && prev is { } pv)
+            {
+                Span<byte> tail = stackalloc byte[VhdFooter.Length];
+                int fromLast = last?.Count ?? 0;
+                pv.Buffer.AsSpan(pv.Count - (VhdFooter.Length - fromLast), VhdFooter.Length - fromLast).CopyTo(tail);
+                if (last is { } l)
+                {
+                    l.Buffer.AsSpan(0, l.Count).CopyTo(tail[(VhdFooter.Length - fromLast)..]);
+                }
+
+                if (VhdFooter.IsFixedFooter(tail))
+                {
+                    sink.Verbose("The input is a fixed VHD: its footer is dropped and its data taken as raw.");
+                    prev = (pv.Buffer, pv.Count - (VhdFooter.Length - fromLast));
+                    last = null;
+                    decoded -= VhdFooter.Length;
+                }
+            }
+
+            if (prev is { } final1 && final1.Count > 0)
+            {
+                target.Append(final1.Buffer, final1.Count);
+            }
+
+            if (last is { } final2)
+            {
+                target.Append(final2.Buffer, final2.Count);
+            }
+
+            long virtualSize = target is CopyWriter ? qcow2VirtualSize
+                : expandOnly ? decoded
+                : VirtualSize(decoded, options);
+            sink.Progress(new ProgressInfo(activity, "Flush", counting.Count, options.InputLength));
+            var (vsize, fileSize) = target.Finish(decoded, virtualSize);
+            sink.Verbose($"Wrote {name}: {Units.Bytes(decoded)} decoded from {Units.Bytes(counting.Count)}, virtual size {Units.Bytes(vsize)}, file {Units.Bytes(fileSize)}.");
+            var format = target is CopyWriter ? DiskImageFormat.Qcow2 : options.Format;
+            return new DiskWriteResult(format, vsize, fileSize, kind, counting.Count, decoded);
+        }
+        catch (IOException io) when (DiskSpace.IsDiskFull(io))
+        {
+            throw DiskSpace.Full(outputPath, io);
+        }
+        finally
+        {
+            target?.Dispose();
+        }
+    }
+
+    private static (IImageTarget Target, bool StripFooter, long Qcow2VirtualSize) OpenTarget(
+        ReadOnlySpan<byte> head, string outputPath, DiskWriteOptions options, bool expandOnly, IOperationSink sink)
+    {
+        SourceFormat source = expandOnly ? SourceFormat.Raw : ImageFormatDetector.Detect(head);
+        if (!expandOnly)
+        {
+            sink.Verbose($"Image format of the decoded bytes: {(source == SourceFormat.Raw ? ImageFormatDetector.DescribeRaw(head) : source.ToString())}.");
+        }
+
+        long qcow2Size = 0;
+        bool copy = false;
+        if (source == SourceFormat.Qcow2)
+        {
+            if (options.Format != DiskImageFormat.Qcow2 || options.GrowBy != 0 || options.Size is not null)
+            {
+                throw new OrasStagingException(ErrorCode.UnsupportedFormat,
+                    $"The input is a qcow2 image; converting it to {options.Format}{(options.Format == DiskImageFormat.Qcow2 ? " with growth" : string.Empty)} needs qemu-img.",
+                    "Expand it first and use Convert-DiskImage, which calls qemu-img for this.");
+            }
+
+            qcow2Size = head.Length >= 32 ? (long)BinaryPrimitives.ReadUInt64BigEndian(head[24..]) : 0;
+            copy = true;
+        }
+        else if (source != SourceFormat.Raw)
+        {
+            throw new OrasStagingException(ErrorCode.UnsupportedFormat,
+                $"The input is a {source} image, which is not decoded natively.",
+                "Use Convert-DiskImage with qemu-img installed (package qemu-utils), or publish a raw or qcow2 image.");
+        }
+
+        var file = new FileStream(outputPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
+        IImageTarget target;
+        try
+        {
+            target = copy ? new CopyWriter(file)
+                : options.Format == DiskImageFormat.Qcow2 ? new Qcow2Writer(file)
+                : new RawWriter(file, vhdFooter: options.Format == DiskImageFormat.Vhd);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+
+        return (target, !expandOnly && !copy, qcow2Size);
+    }
+}

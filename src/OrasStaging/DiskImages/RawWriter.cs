@@ -1,0 +1,122 @@
+using System.ComponentModel;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace OrasStaging.DiskImages;
+
+/// <summary>
+/// Sparse raw, optionally with a fixed-VHD footer: non-zero runs are written in place, zero clusters are
+/// seeked over and become holes (on NTFS only once the file is marked sparse).
+/// </summary>
+internal sealed class RawWriter : IImageTarget
+{
+    private const int Cs = 64 * 1024;
+
+    private readonly FileStream _file;
+    private readonly SafeFileHandle _handle;
+    private readonly bool _vhdFooter;
+    private long _position;
+
+    public RawWriter(FileStream file, bool vhdFooter)
+    {
+        _file = file;
+        _handle = file.SafeFileHandle;
+        _vhdFooter = vhdFooter;
+        SparseFile.MarkSparse(_handle);
+    }
+
+    public void Append(byte[] buffer, int count)
+    {
+        int runStart = -1;
+        for (int off = 0; off < count; off += Cs)
+        {
+            int len = Math.Min(Cs, count - off);
+            bool zero = buffer.AsSpan(off, len).IndexOfAnyExcept((byte)0) < 0;
+            if (!zero && runStart < 0)
+            {
+                runStart = off;
+            }
+            else if (zero && runStart >= 0)
+            {
+                RandomAccess.Write(_handle, buffer.AsSpan(runStart, off - runStart), _position + runStart);
+                runStart = -1;
+            }
+        }
+
+        if (runStart >= 0)
+        {
+            RandomAccess.Write(_handle, buffer.AsSpan(runStart, count - runStart), _position + runStart);
+        }
+
+        _position += count;
+    }
+
+    public (long VirtualSize, long FileSize) Finish(long decodedLength, long virtualSize)
+    {
+        long fileSize = virtualSize;
+        if (_vhdFooter)
+        {
+            RandomAccess.SetLength(_handle, virtualSize);
+            RandomAccess.Write(_handle, VhdFooter.Build(virtualSize, Guid.NewGuid(), DateTimeOffset.UtcNow), virtualSize);
+            fileSize += VhdFooter.Length;
+        }
+        else
+        {
+            RandomAccess.SetLength(_handle, virtualSize);
+        }
+
+        _file.Flush(flushToDisk: true);
+        return (virtualSize, fileSize);
+    }
+
+    public void Dispose() => _file.Dispose();
+}
+
+/// <summary>Copies bytes as they come (dense), for a qcow2 input kept as qcow2.</summary>
+internal sealed class CopyWriter : IImageTarget
+{
+    private readonly FileStream _file;
+    private long _position;
+
+    public CopyWriter(FileStream file) => _file = file;
+
+    public void Append(byte[] buffer, int count)
+    {
+        RandomAccess.Write(_file.SafeFileHandle, buffer.AsSpan(0, count), _position);
+        _position += count;
+    }
+
+    public (long VirtualSize, long FileSize) Finish(long decodedLength, long virtualSize)
+    {
+        _file.Flush(flushToDisk: true);
+        return (virtualSize, _position);
+    }
+
+    public void Dispose() => _file.Dispose();
+}
+
+internal static class SparseFile
+{
+    private const uint FsctlSetSparse = 0x000900C4;
+
+    /// <summary>Without this, NTFS fills every skipped range with real zeros. Other file systems make holes on their own.</summary>
+    public static void MarkSparse(SafeFileHandle handle)
+    {
+        if (!OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        if (!DeviceIoControl(handle, FsctlSetSparse, IntPtr.Zero, 0, IntPtr.Zero, 0, out _, IntPtr.Zero))
+        {
+            // FAT and exFAT cannot do sparse files; the image is still right, only larger on disk.
+            _ = new Win32Exception(Marshal.GetLastWin32Error());
+        }
+    }
+
+    [DllImport("kernel32.dll", SetLastError = true)]
+    [return: MarshalAs(UnmanagedType.Bool)]
+    private static extern bool DeviceIoControl(
+        SafeFileHandle device, uint ioControlCode, IntPtr inBuffer, int inBufferSize,
+        IntPtr outBuffer, int outBufferSize, out int bytesReturned, IntPtr overlapped);
+}
