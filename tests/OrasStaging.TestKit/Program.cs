@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 
 namespace OrasStaging.TestKit;
@@ -7,6 +8,13 @@ public static class Program
     private const string Usage = """
         usage: dotnet OrasStaging.TestKit.dll <command> [options]
           generate-image --out PATH --size BYTES [--seed N] [--shape realistic|zeros|random] [--data-fraction F]
+          serve [--auth anonymous|basic|token] [--tls] [--token-expires-in SECONDS] [--username U] [--password P]
+                [--private-repository NAME] [--no-stdin]
+              prints one JSON line with every endpoint, then runs until stdin closes (unless --no-stdin)
+              or SIGTERM/SIGINT/SIGHUP; then stops everything and removes its temporary directory.
+          push --registry HOST:PORT --repository NAME [--tag latest] (--image RAW | --helm) [--compression gzip|zstd|xz|bzip2|none]
+               [--title NAME] [--index] [--no-size-annotation] [--username U --password P] [--tls [--ca PATH]]
+              prints one JSON line describing what was pushed.
         """;
 
     public static int Main(string[] args)
@@ -21,6 +29,8 @@ public static class Program
             return args[0] switch
             {
                 "generate-image" => GenerateImage(new Cli(args.Skip(1))),
+                "serve" => Serve(new Cli(args.Skip(1), "tls", "no-stdin")),
+                "push" => Push(new Cli(args.Skip(1), "tls", "index", "helm", "no-size-annotation")),
                 _ => throw new ArgumentException($"unknown command '{args[0]}'"),
             };
         }
@@ -63,6 +73,99 @@ public static class Program
             ["shape"] = shape.ToString(),
             ["dataFraction"] = fraction,
         }));
+        return 0;
+    }
+
+    private static int Serve(Cli cli)
+    {
+        var options = new TestRegistryOptions
+        {
+            Auth = cli.Get("auth")?.ToLowerInvariant() switch
+            {
+                null or "anonymous" or "none" => RegistryAuth.Anonymous,
+                "basic" or "htpasswd" => RegistryAuth.Basic,
+                "token" or "bearer" => RegistryAuth.Token,
+                var a => throw new ArgumentException($"unknown auth '{a}' (anonymous|basic|token)"),
+            },
+            Tls = cli.Flag("tls"),
+            TokenExpiresIn = (int)cli.GetLong("token-expires-in", 300),
+        };
+        if (cli.Get("username") is { } user) options.Username = user;
+        if (cli.Get("password") is { } password) options.Password = password;
+        if (cli.Get("private-repository") is { } priv) options.PrivateRepository = priv;
+        bool watchStdin = !cli.Flag("no-stdin");
+        cli.RejectUnknown();
+
+        using var stop = new CancellationTokenSource();
+        var registry = TestRegistry.StartAsync(options).GetAwaiter().GetResult();
+        var disposeOnce = new Lazy<bool>(() =>
+        {
+            registry.Dispose();
+            return true;
+        }, LazyThreadSafetyMode.ExecutionAndPublication);
+        // Last resort when the host is torn down some other way (the watchdog covers SIGKILL).
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => _ = disposeOnce.Value;
+
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
+
+        Console.Out.WriteLine(JsonSerializer.Serialize(registry.Info, new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+        Console.Out.Flush();
+
+        if (watchStdin)
+        {
+            var reader = new Thread(() =>
+            {
+                try
+                {
+                    using var stdin = Console.OpenStandardInput();
+                    var buffer = new byte[256];
+                    while (stdin.Read(buffer, 0, buffer.Length) > 0)
+                    {
+                    }
+                }
+                catch (IOException)
+                {
+                }
+                stop.Cancel();
+            })
+            { IsBackground = true, Name = "stdin watcher" };
+            reader.Start();
+        }
+
+        stop.Token.WaitHandle.WaitOne();
+        _ = disposeOnce.Value;
+        return 0;
+    }
+
+    private static int Push(Cli cli)
+    {
+        var options = new PushOptions
+        {
+            Registry = cli.Require("registry"),
+            Repository = cli.Require("repository"),
+            Tag = cli.Get("tag") ?? "latest",
+            ImagePath = cli.Get("image"),
+            Compression = cli.Get("compression") ?? "gzip",
+            Title = cli.Get("title"),
+            Index = cli.Flag("index"),
+            Helm = cli.Flag("helm"),
+            SizeAnnotation = !cli.Flag("no-size-annotation"),
+            Username = cli.Get("username"),
+            Password = cli.Get("password"),
+            Tls = cli.Flag("tls"),
+            CaCertPath = cli.Get("ca"),
+        };
+        cli.RejectUnknown();
+        if (!options.Helm && options.ImagePath is null) throw new ArgumentException("--image RAW is required (or --helm)");
+        var result = ArtifactPusher.PushAsync(options).GetAwaiter().GetResult();
+        Console.Out.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull }));
         return 0;
     }
 }

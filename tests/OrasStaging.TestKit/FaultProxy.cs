@@ -1,0 +1,360 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Primitives;
+
+namespace OrasStaging.TestKit;
+
+/// <summary>
+/// A loopback reverse proxy in front of the registry that injects <see cref="FaultKind"/> faults into GET
+/// requests, plus the "CDN" that redirected blob GETs land on and the control API that switches faults.
+/// Everything else is passed through unchanged: WWW-Authenticate, Location (the registry builds upload URLs
+/// from the Host header, which the proxy forwards, so pushes through the proxy work), Range, Content-Range, 206.
+/// </summary>
+public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, FaultState faults, ProxyStats stats,
+    Func<string, string> challengeFor, string blobStorageRoot)
+{
+    private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade", "Proxy-Connection",
+        "Proxy-Authenticate", "Proxy-Authorization", "Host", "Expect",
+    };
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = false };
+
+    /// <summary>Base URL of the CDN listener, e.g. http://127.0.0.1:PORT (set once it listens).</summary>
+    public string CdnBaseUrl { get; set; } = "";
+
+    [GeneratedRegex("^/v2/(?<name>.+)/manifests/(?<ref>[^/]+)$")]
+    private static partial Regex ManifestPath();
+    [GeneratedRegex("^/v2/(?<name>.+)/blobs/uploads(/.*)?$")]
+    private static partial Regex UploadPath();
+    [GeneratedRegex("^/v2/(?<name>.+)/blobs/(?<digest>[^/]+)$")]
+    private static partial Regex BlobPath();
+    [GeneratedRegex("^/v2/(?<name>.+)/tags/list$")]
+    private static partial Regex TagsPath();
+    [GeneratedRegex("^/v2/(?<name>.+)/referrers/[^/]+$")]
+    private static partial Regex ReferrersPath();
+    [GeneratedRegex("^/blobs/(?<name>.+)/(?<digest>sha256:[0-9a-f]{64})$")]
+    private static partial Regex CdnPath();
+
+    public static (RequestKind Kind, string Name) Classify(string path)
+    {
+        if (path is "/v2" or "/v2/") return (RequestKind.Ping, "");
+        if (path.StartsWith("/v2/_catalog", StringComparison.Ordinal)) return (RequestKind.Catalog, "");
+        Match m;
+        if ((m = ManifestPath().Match(path)).Success) return (RequestKind.Manifest, m.Groups["name"].Value);
+        if ((m = UploadPath().Match(path)).Success) return (RequestKind.Upload, m.Groups["name"].Value);
+        if ((m = BlobPath().Match(path)).Success) return (RequestKind.Blob, m.Groups["name"].Value);
+        if ((m = TagsPath().Match(path)).Success) return (RequestKind.Tags, m.Groups["name"].Value);
+        if ((m = ReferrersPath().Match(path)).Success) return (RequestKind.Referrers, m.Groups["name"].Value);
+        return (RequestKind.Other, "");
+    }
+
+    internal async Task HandleAsync(HttpContext ctx)
+    {
+        var method = ctx.Request.Method;
+        var path = ctx.Request.Path.Value ?? "/";
+        var (kind, name) = Classify(path);
+        string? range = ctx.Request.Headers.Range.Count > 0 ? ctx.Request.Headers.Range.ToString() : null;
+        string authorization = ctx.Request.Headers.Authorization.ToString();
+        stats.Request(kind, range);
+
+        Fault? fault = null;
+        bool arming = false;
+        foreach (var f in faults.Candidates(method, kind, path))
+        {
+            if (f.Kind == FaultKind.Unauthorized && f.AfterBytes is not null)
+            {
+                lock (f)
+                {
+                    if (f.ExpiredAuthorization is null)
+                    {
+                        // The first download is cut mid-body and its token "expires" with it.
+                        f.ExpiredAuthorization = authorization;
+                        fault = f;
+                        arming = true;
+                    }
+                    else if (f.ExpiredAuthorization == authorization && f.TryConsume())
+                    {
+                        fault = f;
+                    }
+                }
+                if (fault is not null) break;
+                continue;
+            }
+            if (f.TryConsume())
+            {
+                fault = f;
+                break;
+            }
+        }
+
+        string? faultName = fault is null ? null : arming ? "Unauthorized(cut)" : fault.Kind.ToString();
+        if (fault is not null && !arming) stats.FaultFired(fault.Kind);
+
+        try
+        {
+            switch (fault?.Kind)
+            {
+                case FaultKind.TooManyRequests:
+                    ctx.Response.StatusCode = 429;
+                    if (fault.RetryAfter is int ra) ctx.Response.Headers.RetryAfter = ra.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    await WriteErrorAsync(ctx, "TOOMANYREQUESTS", "rate limit exceeded (injected by the TestKit proxy)").ConfigureAwait(false);
+                    break;
+                case FaultKind.ServiceUnavailable:
+                    ctx.Response.StatusCode = 503;
+                    if (fault.RetryAfter is int ra2) ctx.Response.Headers.RetryAfter = ra2.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    await WriteErrorAsync(ctx, "UNAVAILABLE", "service unavailable (injected by the TestKit proxy)").ConfigureAwait(false);
+                    break;
+                case FaultKind.Unauthorized when !arming:
+                    ctx.Response.StatusCode = 401;
+                    ctx.Response.Headers.WWWAuthenticate = challengeFor(name);
+                    await WriteErrorAsync(ctx, "UNAUTHORIZED", "authentication required (token expired; injected by the TestKit proxy)").ConfigureAwait(false);
+                    break;
+                case FaultKind.Redirect:
+                    var digest = path[(path.LastIndexOf('/') + 1)..];
+                    var signature = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
+                    ctx.Response.StatusCode = 307;
+                    ctx.Response.Headers.Location = $"{CdnBaseUrl}/blobs/{name}/{digest}?X-Amz-Expires=300&X-Amz-Signature={signature}";
+                    break;
+                default:
+                    await ForwardAsync(ctx, kind, fault).ConfigureAwait(false);
+                    break;
+            }
+        }
+        finally
+        {
+            stats.Completed(new RequestRecord(method, path, kind, ctx.Response.StatusCode, range, authorization.Length > 0, faultName));
+        }
+    }
+
+    private static async Task WriteErrorAsync(HttpContext ctx, string code, string message)
+    {
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync(JsonSerializer.Serialize(new { errors = new[] { new { code, message } } })).ConfigureAwait(false);
+    }
+
+    private async Task ForwardAsync(HttpContext ctx, RequestKind kind, Fault? fault)
+    {
+        var request = new HttpRequestMessage(new HttpMethod(ctx.Request.Method), new Uri(upstream, (ctx.Request.Path.Value ?? "/") + ctx.Request.QueryString.Value));
+        bool hasBody = ctx.Request.ContentLength > 0 || ctx.Request.Headers.TransferEncoding.Count > 0;
+        if (hasBody)
+        {
+            request.Content = new StreamContent(ctx.Request.Body, 1 << 16);
+        }
+        foreach (var (key, value) in ctx.Request.Headers)
+        {
+            if (HopByHop.Contains(key)) continue;
+            if (key.StartsWith("Content-", StringComparison.OrdinalIgnoreCase))
+            {
+                request.Content ??= new ByteArrayContent([]);
+                request.Content.Headers.TryAddWithoutValidation(key, (IEnumerable<string?>)value);
+            }
+            else
+            {
+                request.Headers.TryAddWithoutValidation(key, (IEnumerable<string?>)value);
+            }
+        }
+        // The registry builds absolute upload Locations from Host: keep the client's view (the proxy).
+        request.Headers.Host = ctx.Request.Host.Value;
+
+        using var response = await client.SendAsync(request, ctx.RequestAborted).ConfigureAwait(false);
+        ctx.Response.StatusCode = (int)response.StatusCode;
+        foreach (var (key, values) in response.Headers.Concat(response.Content.Headers))
+        {
+            if (HopByHop.Contains(key)) continue;
+            ctx.Response.Headers[key] = new StringValues(values.ToArray());
+        }
+        if (HttpMethods.IsHead(ctx.Request.Method) || response.StatusCode is System.Net.HttpStatusCode.NoContent or System.Net.HttpStatusCode.NotModified)
+        {
+            return;
+        }
+
+        long bodyStart = 0;
+        if (response.Content.Headers.ContentRange is { From: long from })
+        {
+            bodyStart = from;
+        }
+        bool isBlobBody = kind == RequestKind.Blob && HttpMethods.IsGet(ctx.Request.Method) && response.IsSuccessStatusCode;
+        long? cutAt = fault?.Kind is FaultKind.Cut or FaultKind.Unauthorized ? fault.AfterBytes : null;
+        long? corruptAt = fault?.Kind == FaultKind.Corrupt ? fault.Offset - bodyStart : null;
+
+        await using var body = await response.Content.ReadAsStreamAsync(ctx.RequestAborted).ConfigureAwait(false);
+        var buffer = new byte[1 << 16];
+        long sent = 0;
+        while (true)
+        {
+            int want = buffer.Length;
+            if (cutAt is long c) want = (int)Math.Min(want, Math.Max(c - sent, 0));
+            if (want == 0)
+            {
+                // Everything up to the cut is on the wire; then the connection goes away mid-body.
+                await ctx.Response.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+                ctx.Abort();
+                return;
+            }
+            int n = await body.ReadAsync(buffer.AsMemory(0, want), ctx.RequestAborted).ConfigureAwait(false);
+            if (n == 0) break;
+            if (corruptAt is long k && k >= sent && k < sent + n)
+            {
+                buffer[k - sent] ^= 0xFF;
+            }
+            await ctx.Response.Body.WriteAsync(buffer.AsMemory(0, n), ctx.RequestAborted).ConfigureAwait(false);
+            sent += n;
+            if (isBlobBody) stats.BlobBytes(n);
+        }
+    }
+
+    /// <summary>The CDN: serves blobs straight from the registry's storage, records Authorization and Range.</summary>
+    internal async Task HandleCdnAsync(HttpContext ctx)
+    {
+        var path = ctx.Request.Path.Value ?? "/";
+        string? range = ctx.Request.Headers.Range.Count > 0 ? ctx.Request.Headers.Range.ToString() : null;
+        bool hasAuth = ctx.Request.Headers.Authorization.Count > 0;
+        try
+        {
+            var m = CdnPath().Match(path);
+            var redirect = faults.ActiveRedirect();
+            if (!m.Success || !(HttpMethods.IsGet(ctx.Request.Method) || HttpMethods.IsHead(ctx.Request.Method)))
+            {
+                ctx.Response.StatusCode = 404;
+                return;
+            }
+            if (hasAuth && redirect is { RejectAuthorization: true })
+            {
+                ctx.Response.StatusCode = 400;
+                ctx.Response.ContentType = "application/xml";
+                await ctx.Response.WriteAsync("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified</Message></Error>").ConfigureAwait(false);
+                return;
+            }
+            var hex = m.Groups["digest"].Value["sha256:".Length..];
+            var file = Path.Combine(blobStorageRoot, "sha256", hex[..2], hex, "data");
+            if (!File.Exists(file))
+            {
+                ctx.Response.StatusCode = 404;
+                return;
+            }
+            await using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
+            long total = stream.Length;
+            long start = 0, end = total - 1;
+            ctx.Response.Headers.AcceptRanges = "bytes";
+            ctx.Response.Headers.ETag = $"\"{m.Groups["digest"].Value}\"";
+            ctx.Response.ContentType = "application/octet-stream";
+            if (range is not null)
+            {
+                if (!TryParseRange(range, total, out start, out end))
+                {
+                    ctx.Response.StatusCode = 416;
+                    ctx.Response.Headers.ContentRange = $"bytes */{total}";
+                    return;
+                }
+                ctx.Response.StatusCode = 206;
+                ctx.Response.Headers.ContentRange = $"bytes {start}-{end}/{total}";
+            }
+            else
+            {
+                ctx.Response.StatusCode = 200;
+            }
+            long length = end - start + 1;
+            ctx.Response.ContentLength = length;
+            if (HttpMethods.IsHead(ctx.Request.Method)) return;
+            stream.Seek(start, SeekOrigin.Begin);
+            var buffer = new byte[1 << 16];
+            long left = length;
+            while (left > 0)
+            {
+                int n = await stream.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, left)), ctx.RequestAborted).ConfigureAwait(false);
+                if (n == 0) break;
+                await ctx.Response.Body.WriteAsync(buffer.AsMemory(0, n), ctx.RequestAborted).ConfigureAwait(false);
+                left -= n;
+                stats.CdnBytes(n);
+            }
+        }
+        finally
+        {
+            stats.Cdn(new RequestRecord(ctx.Request.Method, path, RequestKind.Blob, ctx.Response.StatusCode, range, hasAuth, null));
+        }
+    }
+
+    /// <summary>One "bytes=a-b", "bytes=a-" or "bytes=-n" range (what pull clients send).</summary>
+    internal static bool TryParseRange(string header, long total, out long start, out long end)
+    {
+        start = 0;
+        end = total - 1;
+        if (!header.StartsWith("bytes=", StringComparison.OrdinalIgnoreCase) || header.Contains(',')) return false;
+        var spec = header[6..].Trim();
+        var dash = spec.IndexOf('-');
+        if (dash < 0) return false;
+        var a = spec[..dash].Trim();
+        var b = spec[(dash + 1)..].Trim();
+        if (a.Length == 0)
+        {
+            if (!long.TryParse(b, out var suffix) || suffix <= 0) return false;
+            start = Math.Max(total - suffix, 0);
+            return total > 0;
+        }
+        if (!long.TryParse(a, out start) || start >= total) return false;
+        if (b.Length > 0)
+        {
+            if (!long.TryParse(b, out var e) || e < start) return false;
+            end = Math.Min(e, total - 1);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The control API: GET /stats, POST /stats/reset, GET /faults, POST /faults (a <see cref="FaultSpec"/>
+    /// as JSON), DELETE /faults.
+    /// </summary>
+    internal async Task HandleControlAsync(HttpContext ctx)
+    {
+        var path = (ctx.Request.Path.Value ?? "/").TrimEnd('/');
+        var method = ctx.Request.Method;
+        try
+        {
+            switch (path, method)
+            {
+                case ("/stats", "GET"):
+                    await WriteJsonAsync(ctx, 200, stats.Snapshot()).ConfigureAwait(false);
+                    break;
+                case ("/stats/reset", "POST"):
+                case ("/stats", "DELETE"):
+                    stats.Reset();
+                    ctx.Response.StatusCode = 204;
+                    break;
+                case ("/faults", "GET"):
+                    await WriteJsonAsync(ctx, 200, faults.Snapshot()).ConfigureAwait(false);
+                    break;
+                case ("/faults", "POST"):
+                    var spec = await JsonSerializer.DeserializeAsync<FaultSpec>(ctx.Request.Body, Json, ctx.RequestAborted).ConfigureAwait(false)
+                        ?? throw new ArgumentException("empty fault");
+                    await WriteJsonAsync(ctx, 201, faults.Add(spec)).ConfigureAwait(false);
+                    break;
+                case ("/faults", "DELETE"):
+                case ("/faults/clear", "POST"):
+                    faults.Clear();
+                    ctx.Response.StatusCode = 204;
+                    break;
+                case ("/health", "GET"):
+                    ctx.Response.StatusCode = 200;
+                    break;
+                default:
+                    ctx.Response.StatusCode = 404;
+                    break;
+            }
+        }
+        catch (Exception ex) when (ex is ArgumentException or JsonException)
+        {
+            await WriteJsonAsync(ctx, 400, new { error = ex.Message }).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task WriteJsonAsync<T>(HttpContext ctx, int status, T value)
+    {
+        ctx.Response.StatusCode = status;
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync(JsonSerializer.Serialize(value, Json)).ConfigureAwait(false);
+    }
+}

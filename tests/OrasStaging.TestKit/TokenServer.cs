@@ -1,0 +1,147 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+
+namespace OrasStaging.TestKit;
+
+/// <summary>
+/// The Docker/distribution token service, as ghcr.io and Docker Hub run it: <c>GET /token?service=…&amp;scope=…</c>,
+/// optionally with Basic credentials, answers <c>{"token","access_token","expires_in","issued_at"}</c> holding an
+/// RS256 JWT whose header carries the signing certificate (<c>x5c</c>); the registry checks that certificate
+/// against its rootcertbundle (our CA).
+/// </summary>
+/// <remarks>
+/// Anonymous requests get pull on every repository except <see cref="PrivateRepository"/>; asking for the
+/// private repository without the right credentials, or sending wrong credentials, is a 401. With the right
+/// credentials every requested action is granted.
+/// </remarks>
+public sealed class TokenServer(X509Certificate2 signer, string service, string issuer, string username, string password,
+    string privateRepository, int expiresInSeconds, ProxyStats stats)
+{
+    public string Service { get; } = service;
+    public string Issuer { get; } = issuer;
+    public string PrivateRepository { get; } = privateRepository;
+    public int ExpiresInSeconds { get; } = expiresInSeconds;
+
+    internal async Task HandleAsync(HttpContext ctx)
+    {
+        var scopes = ctx.Request.Query["scope"].SelectMany(s => (s ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToList();
+        var requestedService = ctx.Request.Query["service"].ToString();
+
+        bool authenticated = false;
+        string subject = "";
+        var auth = ctx.Request.Headers.Authorization.ToString();
+        if (auth.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
+        {
+            string decoded;
+            try
+            {
+                decoded = Encoding.UTF8.GetString(Convert.FromBase64String(auth[6..].Trim()));
+            }
+            catch (FormatException)
+            {
+                decoded = "";
+            }
+            var colon = decoded.IndexOf(':');
+            if (colon < 0 || decoded[..colon] != username || decoded[(colon + 1)..] != password)
+            {
+                stats.Token(scopes, granted: false);
+                await DenyAsync(ctx, "invalid username or password").ConfigureAwait(false);
+                return;
+            }
+            authenticated = true;
+            subject = username;
+        }
+
+        if (requestedService.Length > 0 && requestedService != Service)
+        {
+            stats.Token(scopes, granted: false);
+            ctx.Response.StatusCode = 400;
+            await ctx.Response.WriteAsJsonAsync(new { errors = new[] { new { code = "DENIED", message = $"unknown service '{requestedService}'" } } }).ConfigureAwait(false);
+            return;
+        }
+
+        var access = new JsonArray();
+        foreach (var scope in scopes)
+        {
+            var first = scope.IndexOf(':');
+            var last = scope.LastIndexOf(':');
+            if (first < 0 || last <= first) continue;
+            var type = scope[..first];
+            var name = scope[(first + 1)..last];
+            var actions = scope[(last + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries);
+            string[] granted;
+            if (authenticated)
+            {
+                granted = actions;
+            }
+            else if (type == "repository" && name == PrivateRepository)
+            {
+                stats.Token(scopes, granted: false);
+                await DenyAsync(ctx, $"authentication required for {name}").ConfigureAwait(false);
+                return;
+            }
+            else
+            {
+                granted = type == "repository" ? actions.Where(a => a == "pull").ToArray() : [];
+            }
+            access.Add(new JsonObject
+            {
+                ["type"] = type,
+                ["name"] = name,
+                ["actions"] = new JsonArray(granted.Select(a => (JsonNode)JsonValue.Create(a)!).ToArray()),
+            });
+        }
+
+        var now = DateTimeOffset.UtcNow;
+        var token = CreateJwt(subject, access, now);
+        stats.Token(scopes, granted: true);
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync(JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["token"] = token,
+            ["access_token"] = token,
+            ["expires_in"] = ExpiresInSeconds,
+            ["issued_at"] = now.ToString("yyyy-MM-dd'T'HH:mm:ss.fffK", System.Globalization.CultureInfo.InvariantCulture),
+        })).ConfigureAwait(false);
+    }
+
+    private static async Task DenyAsync(HttpContext ctx, string message)
+    {
+        ctx.Response.StatusCode = 401;
+        ctx.Response.Headers.WWWAuthenticate = "Basic realm=\"testkit-token\"";
+        await ctx.Response.WriteAsJsonAsync(new { errors = new[] { new { code = "UNAUTHORIZED", message } } }).ConfigureAwait(false);
+    }
+
+    private string CreateJwt(string subject, JsonArray access, DateTimeOffset now)
+    {
+        var header = new JsonObject
+        {
+            ["typ"] = "JWT",
+            ["alg"] = "RS256",
+            ["x5c"] = new JsonArray(JsonValue.Create(Convert.ToBase64String(signer.RawData))),
+        };
+        var claims = new JsonObject
+        {
+            ["iss"] = Issuer,
+            ["sub"] = subject,
+            ["aud"] = Service,
+            ["exp"] = now.AddSeconds(ExpiresInSeconds).ToUnixTimeSeconds(),
+            // One second of slack so a token is valid the instant it is issued.
+            ["nbf"] = now.AddSeconds(-1).ToUnixTimeSeconds(),
+            ["iat"] = now.ToUnixTimeSeconds(),
+            ["jti"] = Convert.ToHexString(RandomNumberGenerator.GetBytes(12)).ToLowerInvariant(),
+            ["access"] = access,
+        };
+        var plain = new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        var signingInput = Base64Url(Encoding.UTF8.GetBytes(header.ToJsonString(plain))) + "." + Base64Url(Encoding.UTF8.GetBytes(claims.ToJsonString(plain)));
+        using var rsa = signer.GetRSAPrivateKey() ?? throw new InvalidOperationException("token signer has no RSA key");
+        var signature = rsa.SignData(Encoding.ASCII.GetBytes(signingInput), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        return signingInput + "." + Base64Url(signature);
+    }
+
+    internal static string Base64Url(byte[] data) => Convert.ToBase64String(data).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+}
