@@ -158,7 +158,10 @@ internal sealed class InstallFlow
             }
 
             WrittenImage written;
-            using (var input = new ReadAheadStream(blob, cancellationToken: cancellationToken))
+
+            // The registry stream already receives and hashes on a thread of its own; a kept blob (read and
+            // hashed here) or a tee (written here) would otherwise share the decoder's thread.
+            using (var input = fromCache || tee is not null ? new ReadAheadStream(blob, cancellationToken: cancellationToken) : blob)
             {
                 _sink.Verbose($"Writing {_writer.FormatName} to '{partial}'.");
                 written = await _writer.WriteAsync(input, layer.Size, partial, _sink, cancellationToken)

@@ -37,6 +37,9 @@ internal sealed record Receipt
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+
+        // Media types carry '+'; the receipt is for people too, so keep it readable.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
     public static string PathFor(string imagePath) => imagePath + ".oras.json";
