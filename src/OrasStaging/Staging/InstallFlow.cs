@@ -164,8 +164,19 @@ internal sealed class InstallFlow
             using (var input = fromCache || tee is not null ? new ReadAheadStream(blob, cancellationToken: cancellationToken) : blob)
             {
                 _sink.Verbose($"Writing {_writer.FormatName} to '{partial}'.");
-                written = await _writer.WriteAsync(input, layer.Size, partial, _sink, cancellationToken)
-                    .ConfigureAwait(false);
+                try
+                {
+                    written = await _writer.WriteAsync(input, layer.Size, partial, _sink, cancellationToken)
+                        .ConfigureAwait(false);
+                }
+                catch (OrasStagingException ex) when (ex.Code is ErrorCode.CorruptInput or ErrorCode.UnsupportedFormat)
+                {
+                    // Bytes damaged on the way look like a corrupt image to the decoder. Reading on to the digest
+                    // check tells the two apart: it throws DigestMismatch when the transfer is to blame.
+                    _sink.Verbose($"The decoder failed ({ex.Message}); reading on to the digest check to find out why.");
+                    await DrainAsync(input, cancellationToken).ConfigureAwait(false);
+                    throw;
+                }
 
                 // The decoder may stop at the end of the compressed data; reading on to the end of the blob is
                 // what makes the source check the digest. Nothing is committed before that.

@@ -188,6 +188,20 @@ public class InstallFlowTests
     }
 
     [Fact]
+    public async Task ADecoderErrorCausedByDamagedBytesIsReportedAsDigestMismatch()
+    {
+        using var dir = new TempFolder();
+        string image = Path.Combine(dir.Path, "disk.img");
+        var bad = new FakeSource(Blob()) { CorruptAt = 100 };
+
+        var ex = await Assert.ThrowsAsync<OrasStagingException>(() =>
+            Run(bad, Request(image), new CopyWriter { FailAfter = 50_000 }));
+
+        Assert.Equal(ErrorCode.DigestMismatch, ex.Code);
+        Assert.Empty(dir.Files());
+    }
+
+    [Fact]
     public async Task WriterFailureLeavesNothing()
     {
         using var dir = new TempFolder();
