@@ -8,8 +8,8 @@
     Copyright            = '(c) 2026 OrasStaging contributors. MIT License.'
     Description          = 'Stages VM disk images published as oras:// artifacts (OCI registry blobs): resolves, downloads with resume and digest verification, decompresses (gzip, zstd, xz, bzip2) and writes qcow2, raw or fixed VHD natively, in one streaming pass.'
     PowerShellVersion    = '7.4'
-    FormatsToProcess     = @()
-    CmdletsToExport      = @('Convert-DiskImage', 'Expand-DiskImage', 'Install-DiskImageFromOras', 'Resolve-OrasImage', 'Save-OrasBlob')
+    FormatsToProcess     = @('OrasStaging.Format.ps1xml')
+    CmdletsToExport      = @('Resolve-OrasImage', 'Save-OrasBlob', 'Expand-DiskImage', 'Convert-DiskImage', 'Install-DiskImageFromOras')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()
@@ -18,7 +18,7 @@
             Tags         = @('oras', 'oci', 'registry', 'qcow2', 'vhd', 'disk-image', 'qemu', 'cijoe', 'PSEdition_Core', 'Linux', 'Windows', 'MacOS')
             ProjectUri   = 'https://github.com/safl/OrasStaging'
             LicenseUri   = 'https://github.com/safl/OrasStaging/blob/main/LICENSE'
-            ReleaseNotes = 'See CHANGELOG.md.'
+            ReleaseNotes = '0.1.0: first release. Binary module skeleton with help (en-US MAML and about_OrasStaging), format views and argument completers. Full notes: https://github.com/safl/OrasStaging/blob/main/CHANGELOG.md'
         }
     }
 }
