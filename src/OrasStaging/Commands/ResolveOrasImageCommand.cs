@@ -16,10 +16,12 @@ public sealed class ResolveOrasImageCommand : OrasCmdletBase
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("Url")]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(Completion.ReferenceCompleter))]
     public string[] Reference { get; set; } = Array.Empty<string>();
 
     /// <summary>os/arch[/variant] to take from an index.</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(Completion.PlatformCompleter))]
     public string? Platform { get; set; }
 
     /// <summary>Wildcard on the layer title; overrides the automatic choice.</summary>

@@ -1,0 +1,60 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7.1' }
+# Azure Pipelines logging commands: with TF_BUILD set, long work also prints ##vso[task.setprogress] lines and each
+# failure a ##vso[task.logissue type=error] line. The switch is read once per process, so each case runs in a child pwsh.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestKit.psm1') -Force
+    $script:Work = Join-Path ([IO.Path]::GetTempPath()) "oras-vso-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+    $null = New-Item -ItemType Directory $Work
+    $raw = Join-Path $Work 'disk.img'
+    New-TestDiskImage -Path $raw -Size (24MB + 100) -Seed 7
+    $script:Gz = Join-Path $Work 'disk.img.gz'
+    $in = [IO.File]::OpenRead($raw)
+    $out = [IO.File]::Create($Gz)
+    $gzip = [IO.Compression.GZipStream]::new($out, [IO.Compression.CompressionLevel]::Fastest)
+    $in.CopyTo($gzip); $gzip.Dispose(); $in.Dispose()
+    $script:NotCompressed = Join-Path $Work 'plain.bin.gz'
+    [IO.File]::WriteAllBytes($NotCompressed, [byte[]](1..200))
+
+    function Invoke-ChildPwsh([string] $Script, [hashtable] $Environment) {
+        $psi = [Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
+        if ((Split-Path ([Environment]::ProcessPath) -Leaf) -match '^dotnet') {
+            $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0])
+        }
+        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $Script) { $psi.ArgumentList.Add($a) }
+        $psi.RedirectStandardOutput = $true
+        $psi.RedirectStandardError = $true
+        $psi.UseShellExecute = $false
+        $psi.Environment.Remove('TF_BUILD') | Out-Null
+        foreach ($k in $Environment.Keys) { $psi.Environment[$k] = $Environment[$k] }
+        $p = [Diagnostics.Process]::Start($psi)
+        $stdout = $p.StandardOutput.ReadToEndAsync()
+        $stderr = $p.StandardError.ReadToEndAsync()
+        if (-not $p.WaitForExit(120000)) { $p.Kill($true); throw 'child pwsh did not finish within 120 s' }
+        $p.WaitForExit()
+        [pscustomobject]@{ Out = $stdout.Result; Err = $stderr.Result; Exit = $p.ExitCode }
+    }
+
+    $script:Run = @"
+Import-Module '$($env:ORASSTAGING_MODULE)'
+Expand-DiskImage -LiteralPath '$Gz' -DestinationPath '$Work/out-`$PID.img' -Force | Out-Null
+Expand-DiskImage -LiteralPath '$NotCompressed' -DestinationPath '$Work/bad-`$PID.bin' -ErrorAction SilentlyContinue
+"@
+}
+
+AfterAll {
+    Remove-Item $Work -Recurse -Force -ErrorAction Ignore
+}
+
+Describe 'Azure Pipelines logging commands' {
+    It 'prints setprogress and one logissue per failure when TF_BUILD is set' {
+        $r = Invoke-ChildPwsh $Run @{ TF_BUILD = 'True' }
+        $r.Out | Should -Match '##vso\[task\.setprogress value=\d+;\]'
+        @([regex]::Matches($r.Out, '##vso\[task\.logissue type=error\]')).Count | Should -Be 1
+    }
+
+    It 'prints none of them outside Azure Pipelines' {
+        $r = Invoke-ChildPwsh $Run @{}
+        $r.Out | Should -Not -Match '##vso\['
+    }
+}
