@@ -54,7 +54,7 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
         Get-Sha $dest | Should -Be $P.digest
     }
 
-    It 'names a blob without a title <hex>.blob' {
+    It 'names a blob without a title after its digest hex, with .blob' {
         $dest = New-Dest 'notitle'
         $file = Save-OrasBlob "oras://$($R.registry)/lab/debian@$($P.digest)" $dest
         $file.Name | Should -Be ($P.digest.Substring(7) + '.blob')
@@ -145,8 +145,9 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
             $async = $ps.BeginInvoke()
             $partial = Join-Path $dest "$($P.title).partial"
             $deadline = [DateTime]::UtcNow.AddSeconds(30)
-            while (-not ($ps.Streams.Verbose.Message -match 'Connection lost') -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
-            ($ps.Streams.Verbose.Message -match 'Connection lost') | Should -Not -BeNullOrEmpty
+            $lost = { @($ps.Streams.Verbose | ForEach-Object Message) -match 'Connection lost' }
+            while (-not (& $lost) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
+            & $lost | Should -Not -BeNullOrEmpty
             (Get-Item $partial).Length | Should -BeGreaterThan 0
             # The run now sleeps 30 s before its next retry; Stop must not wait for that.
             $stop = $ps.BeginStop($null, $null)

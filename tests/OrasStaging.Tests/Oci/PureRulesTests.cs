@@ -129,6 +129,9 @@ public class SelectionTests
     [InlineData("a|b", null)]
     [InlineData("a\u0001b", null)]
     [InlineData(" lead", null)]
+    [InlineData("nul.img.gz", null)]
+    [InlineData("COM1", null)]
+    [InlineData("console.img", "console.img")]
     public void Safe_file_names_from_titles(string title, string? expected) =>
         Assert.Equal(expected, Selection.SafeFileName(title));
 }
