@@ -71,11 +71,9 @@ public sealed class SaveOrasBlobCommand : OrasCmdletBase
     [AllowEmptyString]
     public string? CacheServer { get; set; }
 
-    /// <summary>-PlainHttp:$true/$false decides; -SkipCertificateCheck alone means TLS; else loopback uses http.</summary>
+    /// <summary>-PlainHttp:$true/$false decides; otherwise the core's default (loopback http unless -SkipCertificateCheck).</summary>
     private bool? PlainHttpChoice() =>
-        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool()
-        : SkipCertificateCheck.IsPresent ? false
-        : null;
+        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool() : null;
 
     private RegistryOptions Options() => new()
     {

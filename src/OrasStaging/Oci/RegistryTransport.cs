@@ -41,6 +41,7 @@ internal sealed class RegistryTransport
     private readonly ConcurrentDictionary<string, AuthChallenge> _challenges;
     private readonly ConcurrentDictionary<string, RegistryCredential?> _credentialCache = new();
     private readonly ConcurrentDictionary<string, bool> _anonymousOnly = new();
+    private readonly ConcurrentDictionary<string, bool> _warnings = new();
 
     public RegistryTransport(RegistryOptions options, IOperationSink sink, HttpMessageHandler? handler = null, TokenCache? tokens = null)
     {
@@ -89,7 +90,9 @@ internal sealed class RegistryTransport
         return IPAddress.TryParse(host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip);
     }
 
-    public bool UsesPlainHttp(string registry) => _options.PlainHttp ?? IsLoopbackHost(ImageReference.HostOf(registry));
+    /// <summary>Explicit choice wins; else loopback uses http, unless certificate checks were turned off (TLS is meant).</summary>
+    public bool UsesPlainHttp(string registry) =>
+        _options.PlainHttp ?? (!_options.SkipCertificateCheck && IsLoopbackHost(ImageReference.HostOf(registry)));
 
     public Uri RegistryUri(string registry, string pathAndQuery) =>
         new((UsesPlainHttp(registry) ? "http://" : "https://") + registry + pathAndQuery);
@@ -587,7 +590,20 @@ internal sealed class RegistryTransport
                 continue;
             }
 
+            SurfaceWarnings(response, request.Registry);
             return response;
+        }
+    }
+
+    /// <summary>Distribution-spec Warning headers (299) reach the user once each; nothing acts on them.</summary>
+    private void SurfaceWarnings(HttpResponseMessage response, string registry)
+    {
+        foreach (var warning in response.Headers.Warning)
+        {
+            if (warning.Code == 299 && _warnings.TryAdd(registry + "|" + warning.Text, true))
+            {
+                _sink.Warning($"{registry}: {Redaction.Text(warning.Text.Trim('"'))}");
+            }
         }
     }
 
