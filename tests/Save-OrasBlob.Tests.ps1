@@ -47,6 +47,14 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
         Test-Path "$($file.FullName).partial" | Should -BeFalse
     }
 
+    It 'outputs the file with PSPath, so it pipes literally even from a folder named with brackets' {
+        $dest = [IO.Directory]::CreateDirectory((Join-Path $Work 'blobs [1]')).FullName
+        $file = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" -DestinationPath $dest
+        $file.PSPath | Should -BeLike '*FileSystem::*'
+        ($file | Get-Item).FullName | Should -Be (Join-Path $dest $P.title)
+        Get-Sha $file.FullName | Should -Be $P.digest
+    }
+
     It 'takes -Reference (a pinned blob digest) and a file path as destination' {
         $dest = Join-Path (New-Dest 'byref') 'chosen.gz'
         $file = Save-OrasBlob -Reference "oras://$($R.registry)/lab/debian@$($P.digest)" -Destination $dest

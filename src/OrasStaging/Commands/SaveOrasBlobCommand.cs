@@ -130,7 +130,9 @@ public sealed class SaveOrasBlobCommand : OrasCmdletBase
         }
 
         var file = RunBlocking((sink, ct) => new RegistryClient(options, sink).DownloadBlobAsync(image, destination, Force.IsPresent, ct));
-        WriteObject(file);
+        // Through the provider, so the FileInfo carries PSPath and pipes into -LiteralPath (names with [ ] stay literal).
+        var items = InvokeProvider.Item.Get(new[] { file.FullName }, false, true);
+        WriteObject(items.Count > 0 ? items[0] : (object)file);
     }
 
     private string DestinationFile(OrasImage image)

@@ -192,9 +192,17 @@ internal sealed class RegistryTransport
         string scope = $"repository:{request.Repository}:pull";
         var credential = CredentialFor(request.Registry, request.Repository);
         AuthenticationHeaderValue? auth = null;
-        if (_challenges.TryGetValue(request.Registry, out var known))
+        if (_challenges.TryGetValue(request.Registry, out var known) && (known.IsBearer || credential?.Password is not null))
         {
-            auth = await AuthorizeAsync(known, useCache: true).ConfigureAwait(false);
+            try
+            {
+                auth = await AuthorizeAsync(known, useCache: true).ConfigureAwait(false);
+            }
+            catch (OrasStagingException ex) when (ex.Code == ErrorCode.AuthenticationFailed)
+            {
+                // What a registry asked for once is only a guess for this repository; let its own 401 decide.
+                auth = null;
+            }
         }
 
         bool fresh = false;

@@ -145,6 +145,31 @@ public sealed class ProtocolTests : IDisposable
     }
 
     [Fact]
+    public async Task A_remembered_Basic_challenge_does_not_stop_anonymous_pulls_of_a_public_repository()
+    {
+        _reg.AddImage("lab/private", "v1", (Nosi, Data(10, 1), "p.img.gz"));
+        _reg.AddImage("lab/public", "v1", (Nosi, Data(10, 2), "q.img.gz"));
+        string basic = "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes("u:pw"));
+        _reg.Intercept = ctx =>
+        {
+            if (ctx.Request.Url!.AbsolutePath.StartsWith("/v2/lab/private/", StringComparison.Ordinal) && ctx.Request.Headers["Authorization"] != basic)
+            {
+                ctx.Response.Headers["WWW-Authenticate"] = "Basic realm=\"fake\"";
+                FakeRegistry.WriteStatus(ctx, 401, "UNAUTHORIZED");
+                return true;
+            }
+
+            return false;
+        };
+        var withCredential = Options();
+        withCredential.Credential = new NetworkCredential("u", "pw");
+        Assert.Equal("p.img.gz", (await Client(withCredential).ResolveAsync(Ref("lab/private:v1"), new ResolveOptions(), Ct)).Title);
+        Assert.Equal("q.img.gz", (await Client().ResolveAsync(Ref("lab/public:v1"), new ResolveOptions(), Ct)).Title);
+        var ex = await Assert.ThrowsAsync<OrasStagingException>(() => Client().ResolveAsync(Ref("lab/private:v1"), new ResolveOptions(), Ct));
+        Assert.Equal(ErrorCode.AuthenticationFailed, ex.Code);
+    }
+
+    [Fact]
     public async Task Unknown_tag_is_ManifestNotFound()
     {
         var ex = await Assert.ThrowsAsync<OrasStagingException>(() => Client().ResolveAsync(Ref("lab/none:latest"), new ResolveOptions(), Ct));
