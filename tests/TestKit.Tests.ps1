@@ -531,6 +531,29 @@ Describe 'Token-auth registry' {
         (Send-Raw "$($Srv.registryUrl)/v2/$($Srv.privateRepository)/manifests/latest" -Headers (@{ Authorization = "Bearer $public" } + $OciAccept)).Status | Should -Be 401
     }
 
+    It 'keeps body faults and redirects for requests the registry serves (not the 401 of the token dance)' {
+        $url = "$($Srv.proxyUrl)/v2/lab/debian/blobs/$($Public.digest)"
+        $token = ([Text.Encoding]::UTF8.GetString((Get-Token $Srv 'repository:lab/debian:pull').Body) | ConvertFrom-Json).token
+        try {
+            $null = Set-ProxyFault -Registry $Srv -Kind Cut -AfterBytes 1000
+            (Send-Raw $url).Status | Should -Be 401
+            $cut = Send-Raw $url -Headers @{ Authorization = "Bearer $token" }
+            $cut.Status | Should -Be 200
+            $cut.Body.Length | Should -Be 1000
+            Clear-ProxyFault -Registry $Srv
+
+            $null = Set-ProxyFault -Registry $Srv -Kind Redirect -Times 1
+            (Send-Raw $url).Status | Should -Be 401
+            $redirect = Send-Raw $url -Headers @{ Authorization = "Bearer $token" }
+            $redirect.Status | Should -Be 307
+            (Send-Raw $redirect.Headers['Location']).Status | Should -Be 200
+            (Get-ProxyStats -Registry $Srv).faultsFired.redirect | Should -Be 1
+        }
+        finally {
+            Clear-ProxyFault -Registry $Srv
+        }
+    }
+
     It 'keeps the registry challenge through the proxy' {
         $r = Send-Raw "$($Srv.proxyUrl)/v2/lab/debian/blobs/$($Public.digest)"
         $r.Status | Should -Be 401

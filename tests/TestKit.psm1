@@ -284,6 +284,9 @@ function Set-ProxyFault {
                               client must go back to the registry for a fresh one.
           Throttle            send the body at -BytesPerSecond (-Times requests).
         -Times -1 means until Clear-ProxyFault. -PathContains limits the fault to paths containing that text.
+        Cut, Corrupt, Throttle, Redirect and the cut of Unauthorized -AfterBytes fire only when the registry
+        answers the request with 2xx, so the unauthenticated first request of a token dance (401) does not use
+        them up; TooManyRequests, ServiceUnavailable and Unauthorized answer without asking the registry.
     .EXAMPLE
         Set-ProxyFault -Registry $r -Kind Cut -AfterBytes 100000 -Times 2
     #>
