@@ -60,9 +60,11 @@ function Install-Prerequisite {
     if (-not (Get-Command htpasswd -ErrorAction Ignore)) {
         $missing += 'apache2-utils'
     }
-    # The TestKit pusher compresses layers with these tools (gzip is in-process).
-    foreach ($tool in @(@{ Command = 'zstd'; Package = 'zstd' }, @{ Command = 'xz'; Package = 'xz-utils' }, @{ Command = 'bzip2'; Package = 'bzip2' })) {
-        if (-not (Get-Command $tool.Command -ErrorAction Ignore)) { $missing += $tool.Package }
+    # The TestKit pusher and the disk-image tests make compressed inputs with the reference CLIs.
+    foreach ($tool in @{ gzip = 'gzip'; zstd = 'zstd'; xz = 'xz-utils'; bzip2 = 'bzip2' }.GetEnumerator()) {
+        if (-not (Get-Command $tool.Key -ErrorAction Ignore)) {
+            $missing += $tool.Value
+        }
     }
     if (-not $missing) { return }
 
