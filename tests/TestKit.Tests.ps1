@@ -275,6 +275,21 @@ Describe 'Anonymous registry, pusher and proxy' {
         (Send-Raw "$($Srv.registryUrl)/v2/lab/multi/manifests/$($doc.manifests[1].digest)" -Headers $OciAccept).Status | Should -Be 200
     }
 
+    It 'pushes an already compressed image as the layer as it is' {
+        $gzPath = Join-Path $Work 'pre.img.gz'
+        $source = [IO.File]::OpenRead($Image.FullName)
+        $target = [IO.File]::Create($gzPath)
+        $gz = [IO.Compression.GZipStream]::new($target, [IO.Compression.CompressionLevel]::Optimal)
+        $source.CopyTo($gz); $gz.Dispose(); $source.Dispose()
+        $p = Publish-TestImage -Registry $Srv -Repository lab/pre -Path $gzPath -Compression zstd
+        $p.compression | Should -Be 'gzip' -Because 'the magic bytes win'
+        $p.title | Should -Be 'pre.img.gz'
+        $p.digest | Should -Be "sha256:$((Get-FileHash $gzPath -Algorithm SHA256).Hash.ToLowerInvariant())"
+        $p.rawSha256 | Should -Be (Get-FileHash $Image.FullName -Algorithm SHA256).Hash.ToLowerInvariant()
+        $p.rawSize | Should -Be $Image.Length
+        $Srv.Authority | Should -Be $Srv.registry
+    }
+
     It 'pushes a Helm-chart-shaped artifact' {
         $p = Publish-TestImage -Registry $Srv -Repository lab/chart -Tag 0.1.0 -Helm
         $m = [Text.Encoding]::UTF8.GetString((Send-Raw "$($Srv.registryUrl)/v2/lab/chart/manifests/0.1.0" -Headers $OciAccept).Body) | ConvertFrom-Json
