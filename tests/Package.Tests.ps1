@@ -14,6 +14,7 @@ BeforeAll {
         if ((Split-Path $pwsh -Leaf) -like 'dotnet*') { $info.ArgumentList.Add([Environment]::GetCommandLineArgs()[0]) }
         foreach ($a in @('-NoProfile', '-NonInteractive', '-File', $ScriptPath) + $Arguments) { $info.ArgumentList.Add($a) }
         foreach ($key in $Environment.Keys) { $info.Environment[$key] = $Environment[$key] }
+        $info.WorkingDirectory = $Work
         $info.RedirectStandardOutput = $true
         $info.RedirectStandardError = $true
         $process = [System.Diagnostics.Process]::Start($info)
@@ -28,7 +29,10 @@ BeforeAll {
     }
 
     $script:Work = Join-Path $TestDrive 'package'
-    $null = New-Item -ItemType Directory -Force (Join-Path $Work 'data'), (Join-Path $Work 'home')
+    # Existing folders: .NET on Unix reports a missing special folder as '', and NuGet (under PSResourceGet) then
+    # writes NuGet/NuGet.Config into the current directory.
+    $null = New-Item -ItemType Directory -Force (Join-Path $Work 'data'), (Join-Path $Work 'config'),
+        (Join-Path $Work 'home/.local/share'), (Join-Path $Work 'home/.config')
     $child = Join-Path $TestDrive 'install.ps1'
     Set-Content -LiteralPath $child -Value @'
 param([string] $PublishScript, [string] $ModuleOut, [string] $Work)
@@ -76,7 +80,7 @@ if (Get-Command Resolve-OrasImage -Module OrasStaging -ErrorAction Ignore) {
 } | ConvertTo-Json -Compress
 '@
     $script:Run = Invoke-ChildPwsh $child @('-PublishScript', $PublishScript, '-ModuleOut', $ModuleOut, '-Work', $Work) `
-        @{ XDG_DATA_HOME = (Join-Path $Work 'data'); HOME = (Join-Path $Work 'home') } 300
+        @{ XDG_DATA_HOME = (Join-Path $Work 'data'); XDG_CONFIG_HOME = (Join-Path $Work 'config'); HOME = (Join-Path $Work 'home') } 300
     $script:Result = if ($Run.ExitCode -eq 0) { ($Run.StdOut -split '\r?\n' | Where-Object { $_ -like '{*' } | Select-Object -Last 1) | ConvertFrom-Json }
     $script:Expected = Import-PowerShellDataFile $env:ORASSTAGING_MODULE
 }

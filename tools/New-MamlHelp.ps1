@@ -596,7 +596,8 @@ function Update-HelpMarkdown([string] $Path, $Facts) {
 
 #endregion
 
-$module = Import-Module $ModulePath -Force -PassThru -ErrorAction Stop
+# A relative path without ./ would be taken for a module name.
+$module = Import-Module (Resolve-Path -LiteralPath $ModulePath).ProviderPath -Force -PassThru -ErrorAction Stop
 $cmdlets = @($module.ExportedCmdlets.Values | Sort-Object Name)
 if (-not (Test-Path -LiteralPath $MarkdownPath -PathType Container)) { throw "Markdown folder not found: $MarkdownPath" }
 

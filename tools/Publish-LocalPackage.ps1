@@ -38,11 +38,14 @@ $repository = (Resolve-Path -LiteralPath $RepositoryPath).ProviderPath
 # A republish of the same version would be refused; the repository holds what this build produced.
 Get-ChildItem -LiteralPath $repository -Filter "orasstaging.$version.nupkg" -ErrorAction Ignore | Remove-Item -Force
 
-# PSResourceGet keeps its repository list under LocalApplicationData. On Unix .NET reports that folder as ''
-# while it does not exist, and PSResourceGet then writes a PSResourceGet/ folder into the current directory.
+# PSResourceGet keeps its repository list under LocalApplicationData and NuGet its config under ApplicationData.
+# On Unix .NET reports such a folder as '' while it does not exist, and they then write PSResourceGet/ and
+# NuGet/ folders into the current directory.
 if (-not [Environment]::GetFolderPath('LocalApplicationData')) {
-    $dataHome = if ($env:XDG_DATA_HOME) { $env:XDG_DATA_HOME } else { Join-Path $HOME '.local/share' }
-    $null = New-Item -ItemType Directory -Force $dataHome
+    $null = New-Item -ItemType Directory -Force $(if ($env:XDG_DATA_HOME) { $env:XDG_DATA_HOME } else { Join-Path $HOME '.local/share' })
+}
+if (-not [Environment]::GetFolderPath('ApplicationData')) {
+    $null = New-Item -ItemType Directory -Force $(if ($env:XDG_CONFIG_HOME) { $env:XDG_CONFIG_HOME } else { Join-Path $HOME '.config' })
 }
 
 if (Get-PSResourceRepository -Name $RepositoryName -ErrorAction Ignore) {

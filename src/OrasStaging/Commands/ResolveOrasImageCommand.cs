@@ -16,10 +16,12 @@ public sealed class ResolveOrasImageCommand : OrasCmdletBase
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("Url")]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(Completion.ReferenceCompleter))]
     public string[] Reference { get; set; } = Array.Empty<string>();
 
     /// <summary>os/arch[/variant] to take from an index.</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(Completion.PlatformCompleter))]
     public string? Platform { get; set; }
 
     /// <summary>Wildcard on the layer title; overrides the automatic choice.</summary>
@@ -39,7 +41,7 @@ public sealed class ResolveOrasImageCommand : OrasCmdletBase
     [Parameter]
     public SwitchParameter SkipCertificateCheck { get; set; }
 
-    /// <summary>Use http. Loopback registries use http without it.</summary>
+    /// <summary>Use http (-PlainHttp:$false forces https). Loopback registries use http unless -SkipCertificateCheck is given.</summary>
     [Parameter]
     public SwitchParameter PlainHttp { get; set; }
 
@@ -51,11 +53,17 @@ public sealed class ResolveOrasImageCommand : OrasCmdletBase
     [ValidateRange(0, 3600)]
     public int RetryIntervalSec { get; set; } = 1;
 
+    /// <summary>-PlainHttp:$true/$false decides; -SkipCertificateCheck alone means TLS; else loopback uses http.</summary>
+    private bool? PlainHttpChoice() =>
+        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool()
+        : SkipCertificateCheck.IsPresent ? false
+        : null;
+
     protected override void ProcessRecord()
     {
         var options = new RegistryOptions
         {
-            PlainHttp = PlainHttp.IsPresent ? true : null,
+            PlainHttp = PlainHttpChoice(),
             SkipCertificateCheck = SkipCertificateCheck.IsPresent,
             Credential = Credential?.GetNetworkCredential(),
             MaximumRetryCount = MaximumRetryCount,

@@ -24,6 +24,7 @@ public sealed class SaveOrasBlobCommand : OrasCmdletBase
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ReferenceSet)]
     [Alias("Url")]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(Completion.ReferenceCompleter))]
     public string[] Reference { get; set; } = Array.Empty<string>();
 
     /// <summary>A folder (the file is named after the layer title) or a file path. Default: the current location.</summary>
@@ -36,6 +37,7 @@ public sealed class SaveOrasBlobCommand : OrasCmdletBase
     public SwitchParameter Force { get; set; }
 
     [Parameter(ParameterSetName = ReferenceSet)]
+    [ArgumentCompleter(typeof(Completion.PlatformCompleter))]
     public string? Platform { get; set; }
 
     [Parameter(ParameterSetName = ReferenceSet)]
@@ -69,9 +71,15 @@ public sealed class SaveOrasBlobCommand : OrasCmdletBase
     [AllowEmptyString]
     public string? CacheServer { get; set; }
 
+    /// <summary>-PlainHttp:$true/$false decides; -SkipCertificateCheck alone means TLS; else loopback uses http.</summary>
+    private bool? PlainHttpChoice() =>
+        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool()
+        : SkipCertificateCheck.IsPresent ? false
+        : null;
+
     private RegistryOptions Options() => new()
     {
-        PlainHttp = PlainHttp.IsPresent ? true : null,
+        PlainHttp = PlainHttpChoice(),
         SkipCertificateCheck = SkipCertificateCheck.IsPresent,
         Credential = Credential?.GetNetworkCredential(),
         MaximumRetryCount = MaximumRetryCount,
