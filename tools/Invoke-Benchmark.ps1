@@ -201,8 +201,12 @@ $decoder.CopyTo([IO.Stream]::Null, 1MB)
                 "qemu-img resize -q '$target' +8G"
             $results.Add((Invoke-Measured -Mode 'A seed' -Kind $kind -FilePath 'bash' -Arguments @('-c', $seed) -FinalImage $target))
 
-            $cold = "Import-Module '$ModulePath'; `$null = Install-DiskImageFromOras '$($p.Reference)' -Path '$target' -GrowBy 8GB -Force -ErrorAction Stop"
-            $results.Add((Invoke-Measured -Mode 'B cold' -Kind $kind -FilePath $PwshPath -Arguments ($PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $cold)) -FinalImage $target))
+            # The child also notes how long Import-Module plus the install took, to tell process start from work.
+            $inner = Join-Path $WorkPath 'inner.txt'
+            $cold = "`$clock = [Diagnostics.Stopwatch]::StartNew(); Import-Module '$ModulePath'; `$null = Install-DiskImageFromOras '$($p.Reference)' -Path '$target' -GrowBy 8GB -Force -ErrorAction Stop; Set-Content '$inner' `$clock.Elapsed.TotalSeconds.ToString([cultureinfo]::InvariantCulture)"
+            $coldResult = Invoke-Measured -Mode 'B cold' -Kind $kind -FilePath $PwshPath -Arguments ($PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $cold)) -FinalImage $target
+            $results.Add($coldResult)
+            $results.Add([pscustomobject]@{ Mode = 'B cold, import+install only'; Compression = $kind; Seconds = [math]::Round([double](Get-Content $inner), 2); PeakRssMB = $coldResult.PeakRssMB; ExtraDiskMB = $coldResult.ExtraDiskMB })
 
             $reference = $p.Reference
             $results.Add((Invoke-MeasuredInSession -Mode 'B warm' -Kind $kind -FinalImage $target -Action {
@@ -210,7 +214,7 @@ $decoder.CopyTo([IO.Stream]::Null, 1MB)
                     }))
 
             $results.Add((Invoke-Measured -Mode 'C floor' -Kind $kind -FilePath $PwshPath -Arguments ($PwshPrefix + @('-NoProfile', '-NonInteractive', '-File', $floorPath, $p.BlobUrl, $kind, $moduleBase))))
-            $last = $results | Select-Object -Last 4
+            $last = $results | Select-Object -Last 5
             Write-Host ("rep {0} {1}: " -f $rep, $kind) + (($last | ForEach-Object { '{0} {1:N2}s' -f $_.Mode, $_.Seconds }) -join ', ')
         }
     }
