@@ -348,7 +348,7 @@ Describe 'Install-DiskImageFromOras' {
             finally {
                 $ps.Dispose()
             }
-            Wait-Until { (Get-FolderNames $target).Count -eq 0 } -Seconds 10 -What 'an empty folder'
+            Wait-Until { @(Get-FolderNames $target).Count -eq 0 } -Seconds 10 -What 'an empty folder'
             Get-FolderNames $target | Should -BeNullOrEmpty
         }
 

@@ -134,50 +134,42 @@ function Invoke-MeasuredInSession {
 }
 
 function Get-Median([double[]] $Values) {
-    $sorted = $Values | Sort-Object
+    $sorted = @($Values | Sort-Object)
     $n = $sorted.Count
     if ($n % 2) { $sorted[[int][math]::Floor($n / 2)] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
 }
 
-#region The source image, compressed
+#region The source image, published compressed
 
+$env:ORASSTAGING_TESTKIT = $TestKitPath
+Import-Module (Join-Path $PSScriptRoot '../tests/TestKit.psm1') -Force
 $raw = Join-Path $SourcePath "realistic-$ImageSize-$DataFraction.img"
 if (-not (Test-Path $raw)) {
     Write-Host "Generating a $([math]::Round($ImageSize / 1GB, 2)) GiB realistic image ($([int]($DataFraction * 100)) % data clusters) ..."
-    & dotnet $TestKitPath generate-image --out $raw --size $ImageSize --seed 7 --shape realistic --data-fraction $DataFraction | Out-Null
-    if ($LASTEXITCODE -ne 0) { throw 'generate-image failed.' }
+    $null = New-TestDiskImage -Path $raw -Size $ImageSize -Seed 7 -Shape Realistic -DataFraction $DataFraction -TimeoutSeconds 1200
 }
-$blobs = @{}
-foreach ($kind in $Compression) {
-    $ext = if ($kind -eq 'gzip') { 'gz' } else { 'zst' }
-    $file = "$raw.$ext"
-    if (-not (Test-Path $file)) {
-        Write-Host "Compressing with $kind ..."
-        if ($kind -eq 'gzip') { & bash -c "gzip -6 -c '$raw' > '$file.tmp' && mv '$file.tmp' '$file'" }
-        else { & bash -c "zstd -q -3 -T0 -c '$raw' > '$file.tmp' && mv '$file.tmp' '$file'" }
-        if ($LASTEXITCODE -ne 0) { throw "$kind failed." }
-    }
-    $blobs[$kind] = $file
-}
-Write-Host ("Source: {0:N0} MiB raw, {1:N0} MiB allocated; {2}" -f ($ImageSize / 1MB), ((Get-AllocatedBytes $raw) / 1MB),
-    (($blobs.GetEnumerator() | Sort-Object Key | ForEach-Object { '{0} {1:N0} MiB' -f $_.Key, ((Get-Item $_.Value).Length / 1MB) }) -join ', '))
 
-#endregion
-
-#region Registry
-
-Import-Module (Join-Path $PSScriptRoot '../tests/TestKit.psm1') -Force
-$registry = Start-TestRegistry -Auth anonymous -TestKitPath $TestKitPath
+$registry = Start-TestRegistry -Auth anonymous
 $results = [Collections.Generic.List[object]]::new()
+$blobs = @{}
 try {
     $published = @{}
     foreach ($kind in $Compression) {
-        $image = Publish-TestImage -Registry $registry -Repository 'bench/realistic' -Tag $kind -Path $blobs[$kind]
+        Write-Host "Publishing the image $kind-compressed ..."
+        $image = Publish-TestImage -Registry $registry -Repository 'bench/realistic' -Tag $kind -ImagePath $raw -Compression $kind -TimeoutSeconds 1800
+        # Straight to the registry, not through the fault proxy: nothing but the work itself is measured.
         $published[$kind] = [pscustomobject]@{
-            Reference = "oras://$($registry.Authority)/bench/realistic@$($image.Digest)"
-            BlobUrl   = "http://$($registry.Authority)/v2/bench/realistic/blobs/$($image.Digest)"
+            Reference = "oras://$($registry.registry)/bench/realistic@$($image.digest)"
+            BlobUrl   = "$($registry.registryUrl)/v2/bench/realistic/blobs/$($image.digest)"
+            Size      = $image.size
         }
+        # The same bytes as a local file, for the decode-and-write comparison.
+        $blobs[$kind] = Join-Path $SourcePath "realistic.$kind"
+        & curl -fsS -o $blobs[$kind] $published[$kind].BlobUrl
+        if ($LASTEXITCODE -ne 0) { throw "curl could not fetch the $kind blob." }
     }
+    Write-Host ("Source: {0:N0} MiB raw, {1:N0} MiB allocated; {2}" -f ($ImageSize / 1MB), ((Get-AllocatedBytes $raw) / 1MB),
+        (($published.GetEnumerator() | Sort-Object Key | ForEach-Object { '{0} {1:N0} MiB' -f $_.Key, ($_.Value.Size / 1MB) }) -join ', '))
 
     Import-Module $ModulePath -Force
     $target = Join-Path $RunPath 'disk.qcow2'
@@ -209,8 +201,12 @@ $decoder.CopyTo([IO.Stream]::Null, 1MB)
                 "qemu-img resize -q '$target' +8G"
             $results.Add((Invoke-Measured -Mode 'A seed' -Kind $kind -FilePath 'bash' -Arguments @('-c', $seed) -FinalImage $target))
 
-            $cold = "Import-Module '$ModulePath'; `$null = Install-DiskImageFromOras '$($p.Reference)' -Path '$target' -GrowBy 8GB -Force -ErrorAction Stop"
-            $results.Add((Invoke-Measured -Mode 'B cold' -Kind $kind -FilePath $PwshPath -Arguments ($PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $cold)) -FinalImage $target))
+            # The child also notes how long Import-Module plus the install took, to tell process start from work.
+            $inner = Join-Path $WorkPath 'inner.txt'
+            $cold = "`$clock = [Diagnostics.Stopwatch]::StartNew(); Import-Module '$ModulePath'; `$null = Install-DiskImageFromOras '$($p.Reference)' -Path '$target' -GrowBy 8GB -Force -ErrorAction Stop; Set-Content '$inner' `$clock.Elapsed.TotalSeconds.ToString([cultureinfo]::InvariantCulture)"
+            $coldResult = Invoke-Measured -Mode 'B cold' -Kind $kind -FilePath $PwshPath -Arguments ($PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $cold)) -FinalImage $target
+            $results.Add($coldResult)
+            $results.Add([pscustomobject]@{ Mode = 'B cold, import+install only'; Compression = $kind; Seconds = [math]::Round([double](Get-Content $inner), 2); PeakRssMB = $coldResult.PeakRssMB; ExtraDiskMB = $coldResult.ExtraDiskMB })
 
             $reference = $p.Reference
             $results.Add((Invoke-MeasuredInSession -Mode 'B warm' -Kind $kind -FinalImage $target -Action {
@@ -218,8 +214,49 @@ $decoder.CopyTo([IO.Stream]::Null, 1MB)
                     }))
 
             $results.Add((Invoke-Measured -Mode 'C floor' -Kind $kind -FilePath $PwshPath -Arguments ($PwshPrefix + @('-NoProfile', '-NonInteractive', '-File', $floorPath, $p.BlobUrl, $kind, $moduleBase))))
-            $last = $results | Select-Object -Last 4
+            $last = $results | Select-Object -Last 5
             Write-Host ("rep {0} {1}: " -f $rep, $kind) + (($last | ForEach-Object { '{0} {1:N2}s' -f $_.Mode, $_.Seconds }) -join ', ')
+        }
+    }
+
+    # Where B's time goes, in this session (no process start): the registry stream alone (receive + SHA-256),
+    # the native decode-and-write alone from the local blob, and the runtime decoder alone into nothing.
+    $none = [Threading.CancellationToken]::None
+    for ($rep = 1; $rep -le $Repetitions; $rep++) {
+        foreach ($kind in $Compression) {
+            $reference = $published[$kind].Reference
+            $results.Add((Invoke-MeasuredInSession -Mode 'E fetch+verify only' -Kind $kind -FinalImage $target -Action {
+                        $client = [OrasStaging.Oci.RegistryClient]::new([OrasStaging.Oci.RegistryOptions]::new(), [OrasStaging.NullOperationSink]::Instance)
+                        try {
+                            $image = $client.ResolveAsync([OrasStaging.Oci.ImageReference]::Parse($reference), [OrasStaging.Oci.ResolveOptions]::new(), $none).GetAwaiter().GetResult()
+                            $stream = $client.OpenBlobAsync($image, $none).GetAwaiter().GetResult()
+                            $stream.CopyTo([IO.Stream]::Null, 1MB)
+                            $stream.Dispose()
+                        }
+                        finally { $client.Dispose() }
+                    }))
+            $blobFile = $blobs[$kind]
+            $results.Add((Invoke-MeasuredInSession -Mode 'E decode+write only' -Kind $kind -FinalImage $target -Action {
+                        $source = [IO.File]::OpenRead($blobFile)
+                        try {
+                            $options = [OrasStaging.DiskImages.DiskWriteOptions]::new()
+                            $options.Format = 'Qcow2'
+                            $options.GrowBy = 8GB
+                            $options.InputLength = $source.Length
+                            $null = [OrasStaging.DiskImages.DiskImageWriter]::WriteAsync($source, $target, $options, [OrasStaging.NullOperationSink]::Instance, $none).GetAwaiter().GetResult()
+                        }
+                        finally { $source.Dispose() }
+                    }))
+            $results.Add((Invoke-MeasuredInSession -Mode 'E inflate only' -Kind $kind -FinalImage $target -Action {
+                        $source = [IO.File]::OpenRead($blobFile)
+                        try {
+                            $decoder = if ($kind -eq 'gzip') { [IO.Compression.GZipStream]::new($source, [IO.Compression.CompressionMode]::Decompress) }
+                            else { [ZstdSharp.DecompressionStream]::new($source) }
+                            $decoder.CopyTo([IO.Stream]::Null, 1MB)
+                            $decoder.Dispose()
+                        }
+                        finally { $source.Dispose() }
+                    }))
         }
     }
 }
@@ -295,6 +332,8 @@ foreach ($kind in $Compression) {
     $bw = Get-SummarySeconds 'B warm' $kind
     $c = Get-SummarySeconds 'C floor' $kind
     Write-Host ("{0}: B/A cold {1:N2}, warm {2:N2} (target <= 0.3); B/C cold {3:N2}, warm {4:N2} (target <= 1.5)" -f $kind, ($bc / $a), ($bw / $a), ($bc / $c), ($bw / $c))
+    Write-Host ("{0}: where B warm's {1:N2} s go: fetch+verify alone {2:N2} s, decode+write alone {3:N2} s, inflate alone {4:N2} s" -f $kind, $bw,
+        (Get-SummarySeconds 'E fetch+verify only' $kind), (Get-SummarySeconds 'E decode+write only' $kind), (Get-SummarySeconds 'E inflate only' $kind))
     if (-not $SkipDecodeComparison) {
         $ds = Get-SummarySeconds 'D seed decode+convert' $kind
         $dn = Get-SummarySeconds 'D native writer' $kind

@@ -19,25 +19,26 @@ param(
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
 
+$env:ORASSTAGING_TESTKIT = (Resolve-Path $TestKitPath).ProviderPath
 Import-Module (Join-Path $PSScriptRoot '../tests/TestKit.psm1') -Force
 Import-Module $ModulePath -Force
 $null = New-Item -ItemType Directory -Force $DemoPath
 $work = Join-Path ([IO.Path]::GetTempPath()) ("orasstaging-demo-" + [guid]::NewGuid().ToString('n').Substring(0, 8))
 $null = New-Item -ItemType Directory -Force $work
 
-$registry = Start-TestRegistry -Auth anonymous -TestKitPath $TestKitPath
+$registry = Start-TestRegistry -Auth anonymous
 try {
-    Write-Host "Registry: http://$($registry.Authority) (loopback, anonymous)"
+    Write-Host "Registry: $($registry.registryUrl) (loopback, anonymous)"
     $raw = Join-Path $work 'debian-13-amd64.img'
     $null = New-TestDiskImage -Path $raw -Size 96MB -Seed 13
-    $published = Publish-TestImage -Registry $registry -Repository 'lab/nosi/debian-13-headless' -Tag 'latest' -Path $raw
-    $reference = "oras://$($registry.Authority)/lab/nosi/debian-13-headless:latest"
-    Write-Host "Published $reference (layer $($published.Digest))"
+    $published = Publish-TestImage -Registry $registry -Repository 'lab/nosi/debian-13-headless' -Tag 'latest' -ImagePath $raw
+    $reference = "oras://$($registry.registry)/lab/nosi/debian-13-headless:latest"
+    Write-Host "Published $reference (layer $($published.title), $($published.digest))"
 
     $target = Join-Path $DemoPath 'debian-13-amd64.qcow2'
     Write-Host ''
     Write-Host "> Install-DiskImageFromOras $reference -Path $target -GrowBy 8GB -Force"
-    $result = Install-DiskImageFromOras $reference -Path $target -GrowBy 8GB -Force -Verbose
+    $result = Install-DiskImageFromOras $reference -Path $target -Name 'debian-13-amd64' -GrowBy 8GB -Force -Verbose
     $result | Format-List | Out-Host
 
     Write-Host "> qemu-img info $target"
@@ -47,7 +48,7 @@ try {
 
     Write-Host ''
     Write-Host "> Install-DiskImageFromOras $reference -Path $target   # again: the stamp matches, nothing is pulled"
-    Install-DiskImageFromOras $reference -Path $target | Format-Table Name, Skipped, SkipReason, Digest -Wrap | Out-Host
+    Install-DiskImageFromOras $reference -Path $target -Name 'debian-13-amd64' | Format-List | Out-Host
 }
 finally {
     Stop-TestRegistry $registry

@@ -1,4 +1,6 @@
 using System.Management.Automation;
+using OrasStaging.Commands.Completion;
+using OrasStaging.DiskImages;
 using OrasStaging.Oci;
 using OrasStaging.Staging;
 
@@ -24,6 +26,7 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ReferenceSet)]
     [Alias("Url")]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(ReferenceCompleter))]
     public string Reference { get; set; } = string.Empty;
 
     /// <summary>The image file to write. Its extension picks the format unless -Format says otherwise.</summary>
@@ -49,9 +52,9 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
     [Parameter(ParameterSetName = ConfigSet)]
     public string[]? Exclude { get; set; }
 
+    /// <summary>qcow2, raw or (fixed) vhd; by default from the extension of -Path, else qcow2.</summary>
     [Parameter]
-    [ValidateSet("qcow2", "raw", "vhd", IgnoreCase = true)]
-    public string? Format { get; set; }
+    public DiskImageFormat? Format { get; set; }
 
     /// <summary>Bytes added to the virtual size (e.g. 8GB, as the seed's qemu-img resize +8G did).</summary>
     [Parameter]
@@ -75,6 +78,7 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
 
     /// <summary>os/arch[/variant] to choose from an index.</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(PlatformCompleter))]
     public string? Platform { get; set; }
 
     /// <summary>A wildcard on the layer's title, when the manifest has several candidate layers.</summary>
@@ -159,7 +163,7 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
         {
             var parsed = ImageReference.Parse(reference);
             string fullPath = ResolveOutputPath(path);
-            string format = TargetFormat.Choose(fullPath, Format);
+            string format = TargetFormat.Choose(fullPath, Format?.ToString());
             if (format is not ("qcow2" or "raw" or "vhd"))
             {
                 throw new OrasStagingException(ErrorCode.UnsupportedFormat,
