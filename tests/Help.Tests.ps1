@@ -133,6 +133,16 @@ Describe 'Help for <Name>' -ForEach $CmdletCases {
         }
     }
 
+    It 'lists the [OutputType] types as outputs and the by-value pipeline types as inputs' {
+        $outputs = @($Help.returnValues.returnValue | ForEach-Object { $_.type.name })
+        foreach ($type in $Command.OutputType) { $type.Name | Should -BeIn $outputs }
+        $inputs = @($Help.inputTypes.inputType | ForEach-Object { $_.type.name })
+        foreach ($parameter in $CodeParameters | Where-Object { $_.ParameterSets.Values | Where-Object ValueFromPipeline }) {
+            $names = @($parameter.ParameterType.FullName) + @(if ($parameter.ParameterType.IsArray) { $parameter.ParameterType.GetElementType().FullName })
+            @($names | Where-Object { $_ -in $inputs }) | Should -Not -BeNullOrEmpty -Because "-$($parameter.Name) binds from the pipeline by value"
+        }
+    }
+
     It 'has HelpUri pointing at the README section, first among the related links' {
         $Command.HelpUri | Should -Be "https://github.com/safl/OrasStaging#$($Name.ToLowerInvariant())"
         @($Help.relatedLinks.navigationLink)[0].uri | Should -Be $Command.HelpUri
@@ -480,6 +490,14 @@ A note.
         $run.ExitCode | Should -Be 1
         $run.Output | Should -Match '1 example\(s\); at least two are required'
         $run.Output | Should -Match 'the synopsis is empty'
+    }
+
+    It 'fails when OUTPUTS misses the [OutputType] or INPUTS misses a by-value pipeline type' {
+        $markdown = $GoodMarkdown -replace '### System.IO.FileInfo', '### System.Object' -replace '### System.String\[\]', '### System.Int32'
+        $run = Invoke-HelpTool @('-ModulePath', $ProbeManifest, '-MarkdownPath', (New-ProbeDocs $markdown), '-OutputPath', (Join-Path $TestDrive 'q/en-US/Probe.dll-Help.xml'))
+        $run.ExitCode | Should -Be 1
+        $run.Output | Should -Match 'declares System.IO.FileInfo, which .## OUTPUTS. does not list'
+        $run.Output | Should -Match '-Path takes System.String\[\] from the pipeline'
     }
 
     It "refuses an output folder that is not exactly 'en-US'" {
