@@ -56,6 +56,16 @@ function Install-Prerequisite {
     if (-not (Get-Command qemu-img -ErrorAction Ignore)) {
         $missing += 'qemu-utils'
     }
+    # The basic-auth registry needs bcrypt htpasswd lines (distribution 2.8 accepts no other hash).
+    if (-not (Get-Command htpasswd -ErrorAction Ignore)) {
+        $missing += 'apache2-utils'
+    }
+    # The TestKit pusher and the disk-image tests make compressed inputs with the reference CLIs.
+    foreach ($tool in @{ gzip = 'gzip'; zstd = 'zstd'; xz = 'xz-utils'; bzip2 = 'bzip2' }.GetEnumerator()) {
+        if (-not (Get-Command $tool.Key -ErrorAction Ignore)) {
+            $missing += $tool.Value
+        }
+    }
     if (-not $missing) { return }
 
     $command = "apt-get install -y $($missing -join ' ')"

@@ -74,6 +74,7 @@ function Start-TestRegistry {
         Runs `dotnet OrasStaging.TestKit.dll serve` and waits (bounded) for the one JSON line describing the
         endpoints. Returns that object (registry, registryUrl, proxy, proxyUrl, controlUrl, cdnUrl, tokenUrl,
         service, issuer, auth, tls, scheme, username, password, caCertPath, privateRepository, tokenExpiresIn,
+        strictTokenExpiry,
         dataDir, storageDir, registryLog, registryPid, watchdogPid, pid) plus a Process property. Everything
         stops when Stop-TestRegistry closes the process's stdin, or when this PowerShell process dies.
     .PARAMETER Auth
@@ -81,7 +82,12 @@ function Start-TestRegistry {
     .PARAMETER Tls
         Serve https with a certificate for 127.0.0.1 signed by a CA generated at start (caCertPath).
     .PARAMETER TokenExpiresIn
-        expires_in (seconds) of issued tokens.
+        expires_in (seconds) of issued tokens. distribution 2.8 accepts a token until 60 s after its exp
+        claim, so without -StrictTokenExpiry a short expires_in does not make the registry refuse it.
+    .PARAMETER StrictTokenExpiry
+        Sign exp = iat + expires_in - 60 so the real registry refuses the token expires_in seconds after
+        issue (for token-expiry tests against the registry itself; the proxy's Unauthorized fault is the
+        deterministic alternative).
     .PARAMETER TimeoutSeconds
         How long to wait for the registry to come up.
     .EXAMPLE
@@ -95,11 +101,13 @@ function Start-TestRegistry {
         [switch] $Tls,
         [ValidateRange(1, 86400)]
         [int] $TokenExpiresIn = 300,
+        [switch] $StrictTokenExpiry,
         [ValidateRange(1, 600)]
         [int] $TimeoutSeconds = 60
     )
     $arguments = @('serve', '--auth', $Auth, '--token-expires-in', $TokenExpiresIn)
     if ($Tls) { $arguments += '--tls' }
+    if ($StrictTokenExpiry) { $arguments += '--strict-token-expiry' }
     $process = New-TestKitProcess $arguments
     $stderr = $process.StandardError.ReadToEndAsync()
     $line = $process.StandardOutput.ReadLineAsync()
@@ -272,6 +280,9 @@ function Set-ProxyFault {
           Redirect            307 to cdnUrl/blobs/<repo>/<digest>?X-Amz-Signature=…; the CDN serves the same
                               bytes with Range support and counts requests carrying Authorization. Default
                               -Times -1 (until cleared). -RejectAuthorization: the CDN answers 400 to those.
+                              -ExpireAfter n: each redirect URL answers 403 (expired) after n requests, so a
+                              client must go back to the registry for a fresh one.
+          Throttle            send the body at -BytesPerSecond (-Times requests).
         -Times -1 means until Clear-ProxyFault. -PathContains limits the fault to paths containing that text.
     .EXAMPLE
         Set-ProxyFault -Registry $r -Kind Cut -AfterBytes 100000 -Times 2
@@ -280,7 +291,7 @@ function Set-ProxyFault {
     param(
         [Parameter(Mandatory)] [object] $Registry,
         [Parameter(Mandatory)]
-        [ValidateSet('Cut', 'TooManyRequests', 'ServiceUnavailable', 'Unauthorized', 'Corrupt', 'Redirect')]
+        [ValidateSet('Cut', 'TooManyRequests', 'ServiceUnavailable', 'Unauthorized', 'Corrupt', 'Redirect', 'Throttle')]
         [string] $Kind,
         [int] $Times,
         [long] $AfterBytes,
@@ -289,6 +300,8 @@ function Set-ProxyFault {
         [ValidateSet('Blob', 'Manifest', 'Any')]
         [string] $Target = 'Blob',
         [switch] $RejectAuthorization,
+        [int] $ExpireAfter,
+        [long] $BytesPerSecond,
         [string] $PathContains
     )
     $body = @{ kind = $Kind; target = $Target.ToLowerInvariant() }
@@ -297,6 +310,8 @@ function Set-ProxyFault {
     if ($PSBoundParameters.ContainsKey('RetryAfter')) { $body.retryAfter = $RetryAfter }
     if ($PSBoundParameters.ContainsKey('Offset')) { $body.offset = $Offset }
     if ($RejectAuthorization) { $body.rejectAuthorization = $true }
+    if ($PSBoundParameters.ContainsKey('ExpireAfter')) { $body.expireAfter = $ExpireAfter }
+    if ($PSBoundParameters.ContainsKey('BytesPerSecond')) { $body.bytesPerSecond = $BytesPerSecond }
     if ($PathContains) { $body.pathContains = $PathContains }
     Invoke-RestMethod -Method Post -Uri "$($Registry.controlUrl)/faults" -ContentType 'application/json' `
         -Body ($body | ConvertTo-Json -Compress) -TimeoutSec 10
@@ -327,7 +342,8 @@ function Get-ProxyStats {
     .SYNOPSIS
         Returns what the proxy, the CDN and the token server saw (GET controlUrl/stats).
     .DESCRIPTION
-        Fields: totalRequests, requestsByKind (ping, manifest, blob, upload, tags, catalog, referrers, other),
+        Fields: totalRequests (through the proxy), requestsByKind (ping, manifest, blob, upload, tags, catalog,
+        referrers, other; and token = requests to the token server, which are not in totalRequests),
         blobBytesSent (blob GET body bytes through the proxy), rangeHeaders, faultsFired (per kind, camelCase),
         cdnRequests, cdnRequestsWithAuthorization, cdnBytesSent, cdnRangeHeaders, tokenRequests,
         tokenRequestsGranted, tokenRequestsDenied, tokenScopes, requests and cdnLog (method, path, kind, status,

@@ -23,6 +23,8 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = false };
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _cdnUses = new();
+
     /// <summary>Base URL of the CDN listener, e.g. http://127.0.0.1:PORT (set once it listens).</summary>
     public string CdnBaseUrl { get; set; } = "";
 
@@ -117,7 +119,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
                     var digest = path[(path.LastIndexOf('/') + 1)..];
                     var signature = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
                     ctx.Response.StatusCode = 307;
-                    ctx.Response.Headers.Location = $"{CdnBaseUrl}/blobs/{name}/{digest}?X-Amz-Expires=300&X-Amz-Signature={signature}";
+                    ctx.Response.Headers.Location = $"{CdnBaseUrl}/blobs/{name}/{digest}?X-Amz-Expires=300&X-Amz-Signature={signature}&X-TestKit-Fault={fault.Id}";
                     break;
                 default:
                     await ForwardAsync(ctx, kind, fault).ConfigureAwait(false);
@@ -180,6 +182,8 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         bool isBlobBody = kind == RequestKind.Blob && HttpMethods.IsGet(ctx.Request.Method) && response.IsSuccessStatusCode;
         long? cutAt = fault?.Kind is FaultKind.Cut or FaultKind.Unauthorized ? fault.AfterBytes : null;
         long? corruptAt = fault?.Kind == FaultKind.Corrupt ? fault.Offset - bodyStart : null;
+        long? bytesPerSecond = fault?.Kind == FaultKind.Throttle ? fault.BytesPerSecond : null;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
 
         await using var body = await response.Content.ReadAsStreamAsync(ctx.RequestAborted).ConfigureAwait(false);
         var buffer = new byte[1 << 16];
@@ -187,12 +191,11 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         while (true)
         {
             int want = buffer.Length;
+            if (bytesPerSecond is long bps) want = (int)Math.Clamp(bps / 10, 1, buffer.Length);
             if (cutAt is long c) want = (int)Math.Min(want, Math.Max(c - sent, 0));
             if (want == 0)
             {
-                // Everything up to the cut is on the wire; then the connection goes away mid-body.
-                await ctx.Response.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
-                ctx.Abort();
+                await CutAsync(ctx).ConfigureAwait(false);
                 return;
             }
             int n = await body.ReadAsync(buffer.AsMemory(0, want), ctx.RequestAborted).ConfigureAwait(false);
@@ -204,6 +207,28 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             await ctx.Response.Body.WriteAsync(buffer.AsMemory(0, n), ctx.RequestAborted).ConfigureAwait(false);
             sent += n;
             if (isBlobBody) stats.BlobBytes(n);
+            if (bytesPerSecond is long rate)
+            {
+                var due = TimeSpan.FromSeconds(sent / (double)rate) - clock.Elapsed;
+                if (due > TimeSpan.Zero) await Task.Delay(due, ctx.RequestAborted).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Ends the response mid-body so that the client reliably receives every byte sent so far and then EOF.
+    /// With a Content-Length, returning early is enough: Kestrel sees too few bytes, so it sends what was
+    /// written and closes the connection gracefully (FIN). Aborting instead would reset the connection, and a
+    /// reset makes the client's kernel drop data it has received but not yet read: the byte count would race.
+    /// </summary>
+    private static async Task CutAsync(HttpContext ctx)
+    {
+        await ctx.Response.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+        if (ctx.Response.ContentLength is null)
+        {
+            // Chunked: ending normally would look complete, so the connection has to go.
+            await Task.Delay(200).ConfigureAwait(false);
+            ctx.Abort();
         }
     }
 
@@ -216,11 +241,22 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         try
         {
             var m = CdnPath().Match(path);
-            var redirect = faults.ActiveRedirect();
+            var redirect = int.TryParse(ctx.Request.Query["X-TestKit-Fault"], out var faultId) ? faults.Find(faultId) : null;
             if (!m.Success || !(HttpMethods.IsGet(ctx.Request.Method) || HttpMethods.IsHead(ctx.Request.Method)))
             {
                 ctx.Response.StatusCode = 404;
                 return;
+            }
+            if (redirect?.ExpireAfter is int limit)
+            {
+                var key = ctx.Request.Query["X-Amz-Signature"].ToString();
+                if (_cdnUses.AddOrUpdate(key, 1, (_, n) => n + 1) > limit)
+                {
+                    ctx.Response.StatusCode = 403;
+                    ctx.Response.ContentType = "application/xml";
+                    await ctx.Response.WriteAsync("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>").ConfigureAwait(false);
+                    return;
+                }
             }
             if (hasAuth && redirect is { RejectAuthorization: true })
             {
@@ -279,7 +315,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
     }
 
     /// <summary>One "bytes=a-b", "bytes=a-" or "bytes=-n" range (what pull clients send).</summary>
-    internal static bool TryParseRange(string header, long total, out long start, out long end)
+    public static bool TryParseRange(string header, long total, out long start, out long end)
     {
         start = 0;
         end = total - 1;

@@ -17,6 +17,8 @@ public enum FaultKind
     Corrupt,
     /// <summary>307 to the CDN listener, which serves the same bytes with Range support (alias "307").</summary>
     Redirect,
+    /// <summary>Send the body at <c>bytesPerSecond</c> (alias "slow"): for progress and cancellation tests.</summary>
+    Throttle,
 }
 
 /// <summary>Which requests a fault applies to; faults only ever apply to GET requests.</summary>
@@ -43,6 +45,10 @@ public sealed class FaultSpec
     public string? Target { get; set; }
     /// <summary>Redirect: the CDN answers 400 (as S3 does) to requests that carry Authorization.</summary>
     public bool? RejectAuthorization { get; set; }
+    /// <summary>Redirect: each CDN URL answers 403 (expired, as S3 does) once it has served this many requests.</summary>
+    public int? ExpireAfter { get; set; }
+    /// <summary>Throttle: body bytes per second.</summary>
+    public long? BytesPerSecond { get; set; }
     /// <summary>Only requests whose path contains this text (e.g. a repository name or a digest).</summary>
     public string? PathContains { get; set; }
 }
@@ -73,6 +79,10 @@ public sealed class Fault
         RetryAfter = spec.RetryAfter ?? (Kind == FaultKind.TooManyRequests ? 1 : null);
         Offset = spec.Offset ?? 0;
         RejectAuthorization = spec.RejectAuthorization ?? false;
+        ExpireAfter = spec.ExpireAfter;
+        if (ExpireAfter is <= 0) throw new ArgumentException("expireAfter must be positive");
+        BytesPerSecond = spec.BytesPerSecond;
+        if (Kind == FaultKind.Throttle && BytesPerSecond is null or <= 0) throw new ArgumentException("Throttle needs bytesPerSecond > 0");
         PathContains = string.IsNullOrEmpty(spec.PathContains) ? null : spec.PathContains;
     }
 
@@ -86,6 +96,8 @@ public sealed class Fault
     public int? RetryAfter { get; }
     public long Offset { get; }
     public bool RejectAuthorization { get; }
+    public int? ExpireAfter { get; }
+    public long? BytesPerSecond { get; }
     public string? PathContains { get; }
     public int Remaining => Volatile.Read(ref _remaining);
     public int Fired => Volatile.Read(ref _fired);
@@ -134,7 +146,8 @@ public sealed class Fault
         "unauthorized" or "401" or "tokenexpiry" => FaultKind.Unauthorized,
         "corrupt" => FaultKind.Corrupt,
         "redirect" or "307" or "cdn" => FaultKind.Redirect,
-        _ => throw new ArgumentException($"unknown fault kind '{text}' (Cut|TooManyRequests|ServiceUnavailable|Unauthorized|Corrupt|Redirect)"),
+        "throttle" or "slow" => FaultKind.Throttle,
+        _ => throw new ArgumentException($"unknown fault kind '{text}' (Cut|TooManyRequests|ServiceUnavailable|Unauthorized|Corrupt|Redirect|Throttle)"),
     };
 }
 
@@ -161,10 +174,10 @@ public sealed class FaultState
         lock (_faults) return _faults.ToArray();
     }
 
-    /// <summary>Redirect faults also serve the CDN; the first active one decides its behaviour.</summary>
-    internal Fault? ActiveRedirect()
+    /// <summary>The CDN asks which redirect sent a client (its id is in the URL) to apply that fault's options.</summary>
+    internal Fault? Find(int id)
     {
-        lock (_faults) return _faults.FirstOrDefault(f => f.Kind == FaultKind.Redirect);
+        lock (_faults) return _faults.FirstOrDefault(f => f.Id == id);
     }
 
     internal IEnumerable<Fault> Candidates(string method, RequestKind kind, string path)

@@ -8,7 +8,7 @@ public static class Program
     private const string Usage = """
         usage: dotnet OrasStaging.TestKit.dll <command> [options]
           generate-image --out PATH --size BYTES [--seed N] [--shape realistic|zeros|random] [--data-fraction F]
-          serve [--auth anonymous|basic|token] [--tls] [--token-expires-in SECONDS] [--username U] [--password P]
+          serve [--auth anonymous|basic|token] [--tls] [--token-expires-in SECONDS] [--strict-token-expiry] [--username U] [--password P]
                 [--private-repository NAME] [--no-stdin]
               prints one JSON line with every endpoint, then runs until stdin closes (unless --no-stdin)
               or SIGTERM/SIGINT/SIGHUP; then stops everything and removes its temporary directory.
@@ -29,7 +29,7 @@ public static class Program
             return args[0] switch
             {
                 "generate-image" => GenerateImage(new Cli(args.Skip(1))),
-                "serve" => Serve(new Cli(args.Skip(1), "tls", "no-stdin")),
+                "serve" => Serve(new Cli(args.Skip(1), "tls", "no-stdin", "strict-token-expiry")),
                 "push" => Push(new Cli(args.Skip(1), "tls", "index", "helm", "no-size-annotation")),
                 _ => throw new ArgumentException($"unknown command '{args[0]}'"),
             };
@@ -89,6 +89,7 @@ public static class Program
             },
             Tls = cli.Flag("tls"),
             TokenExpiresIn = (int)cli.GetLong("token-expires-in", 300),
+            StrictTokenExpiry = cli.Flag("strict-token-expiry"),
         };
         if (cli.Get("username") is { } user) options.Username = user;
         if (cli.Get("password") is { } password) options.Password = password;

@@ -149,6 +149,31 @@ internal sealed class RegistryProcess : IDisposable
         }
     }
 
+    /// <summary>Waits until a killed process is gone (or a zombie): callers may check right after disposal.</summary>
+    private static void WaitGone(int pid, TimeSpan timeout)
+    {
+        if (pid <= 0 || !OperatingSystem.IsLinux()) return;
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                var stat = File.ReadAllText($"/proc/{pid}/stat");
+                var state = stat[(stat.LastIndexOf(')') + 2)..].TrimStart();
+                if (state.StartsWith('Z') || state.StartsWith('X')) return;
+            }
+            catch (IOException)
+            {
+                return;
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return;
+            }
+            Thread.Sleep(50);
+        }
+    }
+
     public string ReadLog()
     {
         try
@@ -166,6 +191,7 @@ internal sealed class RegistryProcess : IDisposable
 
     public void Dispose()
     {
+        var registryPid = Pid;
         try
         {
             if (!_process.HasExited)
@@ -173,6 +199,7 @@ internal sealed class RegistryProcess : IDisposable
                 _process.Kill(entireProcessTree: true);
                 _process.WaitForExit(5000);
             }
+            WaitGone(registryPid, TimeSpan.FromSeconds(5));
         }
         catch (InvalidOperationException)
         {

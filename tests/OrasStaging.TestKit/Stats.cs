@@ -13,6 +13,8 @@ public enum RequestKind
     Catalog,
     Referrers,
     Other,
+    /// <summary>Requests to the token server (not through the proxy; not in totalRequests).</summary>
+    Token,
 }
 
 /// <summary>One request as the proxy, the CDN or the token server recorded it.</summary>
@@ -76,6 +78,7 @@ public sealed class ProxyStats
         lock (_gate)
         {
             _tokenRequests++;
+            _byKind[RequestKind.Token] = _byKind.GetValueOrDefault(RequestKind.Token) + 1;
             if (granted) _tokenGranted++; else _tokenDenied++;
             foreach (var s in scopes) Add(_tokenScopes, s);
         }

@@ -24,8 +24,10 @@ public sealed class TestRegistryOptions
 {
     public RegistryAuth Auth { get; set; } = RegistryAuth.Anonymous;
     public bool Tls { get; set; }
-    /// <summary>expires_in of issued tokens (distribution accepts expired tokens for up to its leeway, 60 s).</summary>
+    /// <summary>expires_in of issued tokens (distribution accepts a token until 60 s after exp unless <see cref="StrictTokenExpiry"/>).</summary>
     public int TokenExpiresIn { get; set; } = 300;
+    /// <summary>Make the registry refuse tokens exactly TokenExpiresIn seconds after issue (see TokenServer.StrictExpiry).</summary>
+    public bool StrictTokenExpiry { get; set; }
     public string Username { get; set; } = "tester";
     /// <summary>Null: a random password per run.</summary>
     public string? Password { get; set; }
@@ -54,6 +56,7 @@ public sealed class ServeInfo
     [JsonPropertyName("caCertPath")] public string? CaCertPath { get; init; }
     [JsonPropertyName("privateRepository")] public string PrivateRepository { get; init; } = "";
     [JsonPropertyName("tokenExpiresIn")] public int TokenExpiresIn { get; init; }
+    [JsonPropertyName("strictTokenExpiry")] public bool StrictTokenExpiry { get; init; }
     [JsonPropertyName("dataDir")] public string DataDir { get; init; } = "";
     [JsonPropertyName("storageDir")] public string StorageDir { get; init; } = "";
     [JsonPropertyName("registryLog")] public string RegistryLog { get; init; } = "";
@@ -133,7 +136,7 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
 
         // The token server runs in every mode: the proxy's Unauthorized fault points clients at it.
         var signer = Pki.IssueTokenSigner();
-        var tokens = new TokenServer(signer, service, issuer, o.Username, password, o.PrivateRepository, o.TokenExpiresIn, Stats);
+        var tokens = new TokenServer(signer, service, issuer, o.Username, password, o.PrivateRepository, o.TokenExpiresIn, Stats, o.StrictTokenExpiry);
         var tokenPort = await StartAppAsync(serverCert, app => app.Run(tokens.HandleAsync), cancellationToken).ConfigureAwait(false);
         var tokenUrl = $"{scheme}://127.0.0.1:{tokenPort}/token";
 
@@ -222,6 +225,7 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
             CaCertPath = o.Tls ? caPath : null,
             PrivateRepository = o.PrivateRepository,
             TokenExpiresIn = o.TokenExpiresIn,
+            StrictTokenExpiry = o.StrictTokenExpiry,
             DataDir = DataDir,
             StorageDir = storage,
             RegistryLog = _registry.LogPath,
@@ -290,11 +294,12 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         WebApplication[] apps;
         lock (_apps) apps = [.. _apps];
-        foreach (var app in apps)
+        // In parallel and briefly: clients' idle keep-alive connections would otherwise hold each stop.
+        await Task.WhenAll(apps.Select(async app =>
         {
             try
             {
-                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
                 await app.StopAsync(cts.Token).ConfigureAwait(false);
                 await app.DisposeAsync().ConfigureAwait(false);
             }
@@ -302,7 +307,7 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
             {
                 // Best effort: the process is going away and the ports die with it.
             }
-        }
+        })).ConfigureAwait(false);
         _registry?.Dispose();
         _upstream.Dispose();
         Pki.Dispose();

@@ -19,8 +19,17 @@ namespace OrasStaging.TestKit;
 /// credentials every requested action is granted.
 /// </remarks>
 public sealed class TokenServer(X509Certificate2 signer, string service, string issuer, string username, string password,
-    string privateRepository, int expiresInSeconds, ProxyStats stats)
+    string privateRepository, int expiresInSeconds, ProxyStats stats, bool strictExpiry = false)
 {
+    /// <summary>distribution 2.8 accepts a token until 60 s after its exp claim.</summary>
+    public const int RegistryLeewaySeconds = 60;
+
+    /// <summary>
+    /// exp = iat + expires_in - 60, so that the registry, with its leeway, really refuses the token
+    /// expires_in seconds after issue (the claim then lies in the past; clients go by expires_in).
+    /// </summary>
+    public bool StrictExpiry { get; } = strictExpiry;
+
     public string Service { get; } = service;
     public string Issuer { get; } = issuer;
     public string PrivateRepository { get; } = privateRepository;
@@ -129,7 +138,7 @@ public sealed class TokenServer(X509Certificate2 signer, string service, string 
             ["iss"] = Issuer,
             ["sub"] = subject,
             ["aud"] = Service,
-            ["exp"] = now.AddSeconds(ExpiresInSeconds).ToUnixTimeSeconds(),
+            ["exp"] = now.AddSeconds(ExpiresInSeconds - (StrictExpiry ? RegistryLeewaySeconds : 0)).ToUnixTimeSeconds(),
             // One second of slack so a token is valid the instant it is issued.
             ["nbf"] = now.AddSeconds(-1).ToUnixTimeSeconds(),
             ["iat"] = now.ToUnixTimeSeconds(),

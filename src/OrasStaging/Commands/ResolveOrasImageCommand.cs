@@ -41,7 +41,7 @@ public sealed class ResolveOrasImageCommand : OrasCmdletBase
     [Parameter]
     public SwitchParameter SkipCertificateCheck { get; set; }
 
-    /// <summary>Use http. Loopback registries use http without it.</summary>
+    /// <summary>Use http (-PlainHttp:$false forces https). Loopback registries use http unless -SkipCertificateCheck is given.</summary>
     [Parameter]
     public SwitchParameter PlainHttp { get; set; }
 
@@ -53,11 +53,17 @@ public sealed class ResolveOrasImageCommand : OrasCmdletBase
     [ValidateRange(0, 3600)]
     public int RetryIntervalSec { get; set; } = 1;
 
+    /// <summary>-PlainHttp:$true/$false decides; -SkipCertificateCheck alone means TLS; else loopback uses http.</summary>
+    private bool? PlainHttpChoice() =>
+        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool()
+        : SkipCertificateCheck.IsPresent ? false
+        : null;
+
     protected override void ProcessRecord()
     {
         var options = new RegistryOptions
         {
-            PlainHttp = PlainHttp.IsPresent ? true : null,
+            PlainHttp = PlainHttpChoice(),
             SkipCertificateCheck = SkipCertificateCheck.IsPresent,
             Credential = Credential?.GetNetworkCredential(),
             MaximumRetryCount = MaximumRetryCount,

@@ -71,9 +71,15 @@ public sealed class SaveOrasBlobCommand : OrasCmdletBase
     [AllowEmptyString]
     public string? CacheServer { get; set; }
 
+    /// <summary>-PlainHttp:$true/$false decides; -SkipCertificateCheck alone means TLS; else loopback uses http.</summary>
+    private bool? PlainHttpChoice() =>
+        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool()
+        : SkipCertificateCheck.IsPresent ? false
+        : null;
+
     private RegistryOptions Options() => new()
     {
-        PlainHttp = PlainHttp.IsPresent ? true : null,
+        PlainHttp = PlainHttpChoice(),
         SkipCertificateCheck = SkipCertificateCheck.IsPresent,
         Credential = Credential?.GetNetworkCredential(),
         MaximumRetryCount = MaximumRetryCount,

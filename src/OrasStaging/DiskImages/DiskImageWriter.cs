@@ -184,6 +184,15 @@ public static class DiskImageWriter
         try
         {
             using Stream decoded = Decoders.Open(kind, prefixed);
+            if (kind == CompressionKind.Gzip)
+            {
+                using var chunker = new ChunkingStream(filled, free, ct);
+                decoded.CopyTo(chunker, ChunkSize);
+                chunker.Complete();
+                filled.TryComplete();
+                return;
+            }
+
             while (true)
             {
                 if (!free.TryRead(out byte[]? buffer))
@@ -337,6 +346,11 @@ public static class DiskImageWriter
             long virtualSize = target is CopyWriter ? qcow2VirtualSize
                 : expandOnly ? decoded
                 : VirtualSize(decoded, options);
+            if (options.Format == DiskImageFormat.Vhd && !expandOnly && virtualSize > VhdFooter.MaxQemuSize)
+            {
+                sink.Warning($"A {Units.Bytes(virtualSize)} VHD is beyond the 2040 GiB that qemu and Hyper-V read; Azure accepts it.");
+            }
+
             sink.Progress(new ProgressInfo(activity, "Flush", counting.Count, options.InputLength));
             var (vsize, fileSize) = target.Finish(decoded, virtualSize);
             sink.Verbose($"Wrote {name}: {Units.Bytes(decoded)} decoded from {Units.Bytes(counting.Count)}, virtual size {Units.Bytes(vsize)}, file {Units.Bytes(fileSize)}.");
@@ -398,5 +412,74 @@ public static class DiskImageWriter
         }
 
         return (target, !expandOnly && !copy, qcow2Size);
+    }
+
+    /// <summary>Cuts whatever a decoder's CopyTo writes into full pool buffers for the writer thread.</summary>
+    private sealed class ChunkingStream : Stream
+    {
+        private readonly ChannelWriter<(byte[], int)> _filled;
+        private readonly ChannelReader<byte[]> _free;
+        private readonly CancellationToken _ct;
+        private byte[]? _buffer;
+        private int _count;
+
+        public ChunkingStream(ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct)
+        {
+            _filled = filled;
+            _free = free;
+            _ct = ct;
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> data)
+        {
+            while (!data.IsEmpty)
+            {
+                if (_buffer is null)
+                {
+                    if (!_free.TryRead(out _buffer))
+                    {
+                        _buffer = _free.ReadAsync(_ct).AsTask().GetAwaiter().GetResult();
+                    }
+
+                    _count = 0;
+                }
+
+                int n = Math.Min(data.Length, _buffer.Length - _count);
+                data[..n].CopyTo(_buffer.AsSpan(_count));
+                _count += n;
+                data = data[n..];
+                if (_count == _buffer.Length)
+                {
+                    Send();
+                }
+            }
+        }
+
+        public void Complete()
+        {
+            if (_buffer is not null && _count > 0)
+            {
+                Send();
+            }
+        }
+
+        private void Send()
+        {
+            _filled.WriteAsync((_buffer!, _count), _ct).AsTask().GetAwaiter().GetResult();
+            _buffer = null;
+            _count = 0;
+        }
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

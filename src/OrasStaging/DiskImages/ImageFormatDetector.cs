@@ -52,7 +52,7 @@ internal static class ImageFormatDetector
             return "raw (GPT)";
         }
 
-        if (head.Length > 0x8001 + 5 && head.Slice(0x8001, 5).SequenceEqual("CD001"u8))
+        if (head.Length >= 0x8001 + 5 && head.Slice(0x8001, 5).SequenceEqual("CD001"u8))
         {
             return "raw (ISO 9660)";
         }

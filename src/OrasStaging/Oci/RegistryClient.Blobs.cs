@@ -549,13 +549,25 @@ public sealed partial class RegistryClient
                 byte[] buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
                 int filled = 0;
                 bool owned = true;
+                Exception? dropped = null;
                 try
                 {
                     // Fill a good part of the buffer so the consumer gets large chunks.
                     while (filled < buffer.Length / 2)
                     {
-                        stall.CancelAfter(options.StallTimeout);
-                        int read = await body.ReadAsync(buffer.AsMemory(filled), stall.Token).ConfigureAwait(false);
+                        int read;
+                        try
+                        {
+                            stall.CancelAfter(options.StallTimeout);
+                            read = await body.ReadAsync(buffer.AsMemory(filled), stall.Token).ConfigureAwait(false);
+                        }
+                        catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
+                        {
+                            // Keep what arrived before the drop: the resume starts after it.
+                            dropped = ex;
+                            break;
+                        }
+
                         if (read == 0)
                         {
                             break;
@@ -571,6 +583,11 @@ public sealed partial class RegistryClient
 
                     if (filled == 0)
                     {
+                        if (dropped is not null)
+                        {
+                            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(dropped);
+                        }
+
                         return;
                     }
 
@@ -591,6 +608,10 @@ public sealed partial class RegistryClient
 
                     position = end;
                     _sink.Progress(new ProgressInfo(activity, "Download", position, size));
+                    if (dropped is not null)
+                    {
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(dropped);
+                    }
                 }
                 finally
                 {
@@ -662,7 +683,7 @@ public sealed partial class RegistryClient
 
         string key = Convert.ToBase64String(Encoding.UTF8.GetBytes(origin.AbsoluteUri)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
         string basename = origin.Segments[^1];
-        return new Uri(serverUri, "b/" + key + "/" + Uri.EscapeDataString(Uri.UnescapeDataString(basename)));
+        return new Uri(serverUri, "b/" + key + "/" + basename);
     }
 
     private async Task<HttpResponseMessage> SendCacheGetAsync(Uri cacheUri, long? range, CancellationToken ct)

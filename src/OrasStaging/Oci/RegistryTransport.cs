@@ -187,7 +187,7 @@ internal sealed class RegistryTransport
         AuthenticationHeaderValue? auth = null;
         if (_challenges.TryGetValue(request.Registry, out var known))
         {
-            auth = await AuthorizationForAsync(known, request, scope, credential, useCache: true, ct).ConfigureAwait(false);
+            auth = await AuthorizeAsync(known, useCache: true).ConfigureAwait(false);
         }
 
         bool fresh = false;
@@ -202,21 +202,14 @@ internal sealed class RegistryTransport
 
             if (response.StatusCode == HttpStatusCode.Forbidden || fresh)
             {
-                if (credential is { Stored: true })
+                _challenges.TryGetValue(request.Registry, out var current);
+                if (credential is { Stored: true } && current is { IsBearer: true })
                 {
                     // A stale stored credential must not lock the user out of a public repository.
-                    _sink.Verbose($"{request.Registry} refused the stored credentials ({credential.Source}) with HTTP {(int)response.StatusCode}; trying anonymously.");
-                    _anonymousOnly[request.Registry + "/" + request.Repository] = true;
-                    credential = null;
-                    fresh = false;
-                    auth = null;
-                    if (_challenges.TryGetValue(request.Registry, out var c))
-                    {
-                        response.Dispose();
-                        auth = await AuthorizationForAsync(c, request, scope, null, useCache: false, ct).ConfigureAwait(false);
-                        fresh = true;
-                    }
-
+                    GoAnonymous($"HTTP {(int)response.StatusCode}");
+                    response.Dispose();
+                    auth = await AuthorizeAsync(current, useCache: false).ConfigureAwait(false);
+                    fresh = true;
                     continue;
                 }
 
@@ -232,8 +225,28 @@ internal sealed class RegistryTransport
 
             response.Dispose();
             _challenges[request.Registry] = challenge;
-            auth = await AuthorizationForAsync(challenge, request, scope, credential, useCache: false, ct).ConfigureAwait(false);
+            auth = await AuthorizeAsync(challenge, useCache: false).ConfigureAwait(false);
             fresh = true;
+        }
+
+        void GoAnonymous(string why)
+        {
+            _sink.Verbose($"{request.Registry} refused the stored credentials ({credential!.Source}) with {why}; trying anonymously.");
+            _anonymousOnly[request.Registry + "/" + request.Repository] = true;
+            credential = null;
+        }
+
+        async Task<AuthenticationHeaderValue?> AuthorizeAsync(AuthChallenge challenge, bool useCache)
+        {
+            try
+            {
+                return await AuthorizationForAsync(challenge, request, scope, credential, useCache, ct).ConfigureAwait(false);
+            }
+            catch (OrasStagingException ex) when (ex.Code == ErrorCode.AuthenticationFailed && credential is { Stored: true } && challenge.IsBearer)
+            {
+                GoAnonymous("the token service");
+                return await AuthorizationForAsync(challenge, request, scope, null, useCache, ct).ConfigureAwait(false);
+            }
         }
     }
 

@@ -1,0 +1,67 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace OrasStaging.Staging;
+
+/// <summary>
+/// The provenance written beside a staged image as <c>&lt;image&gt;.oras.json</c>. The stamp decides skips; the
+/// receipt also lets a manifest-pinned reference skip offline and tells a human where the bytes came from.
+/// </summary>
+internal sealed record Receipt
+{
+    public string Reference { get; init; } = string.Empty;
+
+    public string Registry { get; init; } = string.Empty;
+
+    public string Repository { get; init; } = string.Empty;
+
+    public string? ManifestDigest { get; init; }
+
+    /// <summary>The layer blob's digest, as in the stamp.</summary>
+    public string Digest { get; init; } = string.Empty;
+
+    public string? MediaType { get; init; }
+
+    public string? Title { get; init; }
+
+    public string Format { get; init; } = string.Empty;
+
+    public long VirtualSize { get; init; }
+
+    public DateTimeOffset Time { get; init; }
+
+    public string ModuleVersion { get; init; } = string.Empty;
+
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+
+        // Media types carry '+'; the receipt is for people too, so keep it readable.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    public static string PathFor(string imagePath) => imagePath + ".oras.json";
+
+    /// <summary>The receipt, or null when it is missing or unreadable (a bad receipt only costs a resolve).</summary>
+    public static Receipt? Read(string imagePath)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<Receipt>(File.ReadAllText(PathFor(imagePath)), Options);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or JsonException)
+        {
+            return null;
+        }
+    }
+
+    public void Write(string imagePath) =>
+        AtomicFile.WriteAllText(PathFor(imagePath), JsonSerializer.Serialize(this, Options) + "\n");
+
+    public static void Delete(string imagePath) => File.Delete(PathFor(imagePath));
+
+    public static string CurrentModuleVersion { get; } =
+        typeof(Receipt).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "0.0.0";
+}

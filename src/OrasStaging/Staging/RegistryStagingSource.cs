@@ -1,0 +1,86 @@
+using System.Globalization;
+using OrasStaging.Oci;
+
+namespace OrasStaging.Staging;
+
+/// <summary>The production source: the registry client resolves the reference and streams the verified blob.</summary>
+internal sealed class RegistryStagingSource : IStagingSource, IDisposable
+{
+    /// <summary>The raw image size the nosi publisher puts on the image layer.</summary>
+    internal const string ImageSizeAnnotation = "org.nosi.image.size";
+
+    private readonly RegistryClient _client;
+    private readonly QuietableSink _sink;
+    private readonly ImageReference _reference;
+    private readonly ResolveOptions _resolveOptions;
+    private OrasImage? _image;
+
+    public RegistryStagingSource(RegistryOptions options, ImageReference reference, ResolveOptions resolveOptions, IOperationSink sink)
+    {
+        _sink = new QuietableSink(sink);
+        _client = new RegistryClient(options, _sink);
+        _reference = reference;
+        _resolveOptions = resolveOptions;
+    }
+
+    public async Task<ResolvedLayer> ResolveAsync(CancellationToken cancellationToken)
+    {
+        var image = await _client.ResolveAsync(_reference, _resolveOptions, cancellationToken).ConfigureAwait(false);
+        _image = image;
+        long? declared = null;
+        var layer = image.Layers.FirstOrDefault(l => string.Equals(l.Digest, image.Digest, StringComparison.OrdinalIgnoreCase));
+        if (layer is not null && layer.Annotations.TryGetValue(ImageSizeAnnotation, out var text)
+            && long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long size))
+        {
+            declared = size;
+        }
+
+        return new ResolvedLayer
+        {
+            Reference = image.Reference,
+            Registry = image.Registry,
+            Repository = image.Repository,
+            Tag = image.Tag,
+            ManifestDigest = image.ManifestDigest,
+            Digest = image.Digest,
+            Size = image.Size,
+            MediaType = image.MediaType,
+            Title = image.Title,
+            DeclaredImageSize = declared,
+        };
+    }
+
+    public async Task<Stream> OpenBlobAsync(ResolvedLayer layer, CancellationToken cancellationToken)
+    {
+        var stream = await _client.OpenBlobAsync(_image ?? throw new InvalidOperationException("Resolve first."), cancellationToken)
+            .ConfigureAwait(false);
+
+        // From here the writer's bar (compressed bytes consumed, of the blob size) is the one to show; the
+        // client's own download bar would alternate with it and reset the rate.
+        _sink.QuietProgress = true;
+        return stream;
+    }
+
+    public void Dispose() => _client.Dispose();
+
+    private sealed class QuietableSink : IOperationSink
+    {
+        private readonly IOperationSink _inner;
+
+        public QuietableSink(IOperationSink inner) => _inner = inner;
+
+        public volatile bool QuietProgress;
+
+        public void Progress(ProgressInfo info)
+        {
+            if (!QuietProgress)
+            {
+                _inner.Progress(info);
+            }
+        }
+
+        public void Verbose(string message) => _inner.Verbose(message);
+
+        public void Warning(string message) => _inner.Warning(message);
+    }
+}

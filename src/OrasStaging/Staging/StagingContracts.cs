@@ -1,0 +1,73 @@
+namespace OrasStaging.Staging;
+
+/// <summary>What the staging flow needs to know about the resolved artifact; mapped from the OCI client's result.</summary>
+internal sealed record ResolvedLayer
+{
+    public required string Reference { get; init; }
+
+    public required string Registry { get; init; }
+
+    public required string Repository { get; init; }
+
+    public string? Tag { get; init; }
+
+    public string? ManifestDigest { get; init; }
+
+    /// <summary>The layer blob's digest.</summary>
+    public required string Digest { get; init; }
+
+    public long Size { get; init; }
+
+    public string? MediaType { get; init; }
+
+    public string? Title { get; init; }
+
+    /// <summary>The uncompressed image size when an annotation declares it; used for the free-space check.</summary>
+    public long? DeclaredImageSize { get; init; }
+}
+
+/// <summary>Where the flow gets the artifact from: the registry in production, a fake in unit tests.</summary>
+internal interface IStagingSource
+{
+    Task<ResolvedLayer> ResolveAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The whole blob, forward only. It must throw <see cref="OrasStagingException"/> (DigestMismatch) from Read
+    /// when the bytes seen do not match the digest, at the latest when Read reaches the end.
+    /// </summary>
+    Task<Stream> OpenBlobAsync(ResolvedLayer layer, CancellationToken cancellationToken);
+}
+
+/// <summary>What the disk writer reports about the file it wrote.</summary>
+internal sealed record WrittenImage(string Format, long VirtualSize, long FileSize, long InputBytes);
+
+/// <summary>Decodes the (compressed) blob stream and writes a new image file: DiskImageWriter in production.</summary>
+internal interface IStagingWriter
+{
+    /// <summary>The format name that will be written, for messages and the receipt.</summary>
+    string FormatName { get; }
+
+    Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
+        CancellationToken cancellationToken);
+}
+
+/// <summary>One image to stage.</summary>
+internal sealed record InstallRequest
+{
+    public string Name { get; init; } = string.Empty;
+
+    public required string Reference { get; init; }
+
+    /// <summary>The digest the reference pins (manifest or blob; not known which before resolving), or null.</summary>
+    public string? PinnedDigest { get; init; }
+
+    /// <summary>The full path of the image file.</summary>
+    public required string Path { get; init; }
+
+    public bool Force { get; init; }
+
+    /// <summary>A folder where verified blobs are kept by digest and reused, or null.</summary>
+    public string? KeepBlob { get; init; }
+
+    public TimeSpan LockTimeout { get; init; } = TimeSpan.FromMinutes(30);
+}

@@ -1,0 +1,100 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7.1' }
+
+BeforeAll {
+    Import-Module $env:ORASSTAGING_MODULE -Force
+    Add-Type -Path $env:ORASSTAGING_TESTKIT
+
+    function New-RawImage([string] $Path, [long] $Size = 5MB + 100, [int] $Seed = 1) {
+        [OrasStaging.TestKit.DiskImageGenerator]::WriteFile($Path, $Size, $Seed, 'Realistic', 0.33)
+    }
+
+    function Invoke-Tool([string] $Tool, [string] $Source, [string] $Target) {
+        # The CLIs write to stdout; a native redirection keeps the bytes intact in pwsh 7.4+.
+        & $Tool -c $Source > $Target
+        if ($LASTEXITCODE -ne 0) { throw "$Tool failed" }
+    }
+
+    function Get-Listing([string] $Folder) {
+        @(Get-ChildItem -LiteralPath $Folder -Force | ForEach-Object Name | Sort-Object)
+    }
+}
+
+Describe 'Expand-DiskImage' {
+    BeforeEach {
+        $script:Dir = Join-Path $TestDrive ([guid]::NewGuid().ToString('N').Substring(0, 8))
+        $null = New-Item -ItemType Directory $Dir
+        $script:Raw = Join-Path $Dir 'disk.raw'
+        New-RawImage $Raw
+        Invoke-Tool gzip $Raw (Join-Path $Dir 'disk.img.gz')
+        Push-Location $Dir
+    }
+
+    AfterEach {
+        Pop-Location
+    }
+
+    It 'expands a path relative to the PowerShell location, beside the input, without the extension' {
+        $item = Expand-DiskImage disk.img.gz
+        $item | Should -BeOfType [System.IO.FileInfo]
+        $item.FullName | Should -Be (Join-Path $Dir 'disk.img')
+        (Get-FileHash $item.FullName).Hash | Should -Be (Get-FileHash $Raw).Hash
+    }
+
+    It 'takes -LiteralPath with [ and ] and a FileInfo from the pipeline' {
+        Copy-Item -LiteralPath disk.img.gz -Destination (Join-Path $Dir 'img[1].raw.gz')
+        $item = Expand-DiskImage -LiteralPath 'img[1].raw.gz'
+        $item.Name | Should -Be 'img[1].raw'
+        Remove-Item -LiteralPath $item.FullName
+
+        $piped = Get-Item -LiteralPath 'img[1].raw.gz' | Expand-DiskImage
+        $piped.Name | Should -Be 'img[1].raw'
+        (Get-FileHash -LiteralPath $piped.FullName).Hash | Should -Be (Get-FileHash $Raw).Hash
+    }
+
+    It 'expands every file a wildcard matches, whatever the compressor' {
+        Invoke-Tool zstd $Raw (Join-Path $Dir 'a.img.zst')
+        Invoke-Tool xz $Raw (Join-Path $Dir 'b.img.xz')
+        Invoke-Tool bzip2 $Raw (Join-Path $Dir 'c.img.bz2')
+        $items = Expand-DiskImage '?.img.*'
+        $items.Name | Sort-Object | Should -Be @('a.img', 'b.img', 'c.img')
+        foreach ($i in $items) { (Get-FileHash $i.FullName).Hash | Should -Be (Get-FileHash $Raw).Hash }
+    }
+
+    It 'writes to -DestinationPath, relative or a folder' {
+        $null = New-Item -ItemType Directory out
+        (Expand-DiskImage disk.img.gz -DestinationPath out/x.img).FullName | Should -Be (Join-Path $Dir 'out/x.img')
+        (Expand-DiskImage disk.img.gz -Destination out).FullName | Should -Be (Join-Path $Dir 'out/disk.img')
+    }
+
+    It 'writes nothing with -WhatIf' {
+        $before = Get-Listing $Dir
+        Expand-DiskImage disk.img.gz -WhatIf | Should -BeNullOrEmpty
+        Get-Listing $Dir | Should -Be $before
+    }
+
+    It 'refuses an existing destination unless -Force' {
+        Set-Content disk.img 'keep'
+        Expand-DiskImage disk.img.gz -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be 'DestinationExists,OrasStaging.Commands.ExpandDiskImageCommand'
+        Get-Content disk.img | Should -Be 'keep'
+
+        $item = Expand-DiskImage disk.img.gz -Force
+        (Get-FileHash $item.FullName).Hash | Should -Be (Get-FileHash $Raw).Hash
+    }
+
+    It 'reports CorruptInput for a truncated file and leaves nothing behind' {
+        $bytes = [IO.File]::ReadAllBytes((Join-Path $Dir 'disk.img.gz'))
+        [IO.File]::WriteAllBytes((Join-Path $Dir 'cut.img.gz'), $bytes[0..($bytes.Length / 2)])
+        $before = Get-Listing $Dir
+        Expand-DiskImage cut.img.gz -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be 'CorruptInput,OrasStaging.Commands.ExpandDiskImageCommand'
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidData'
+        Get-Listing $Dir | Should -Be $before
+    }
+
+    It 'reports UnsupportedFormat for an input that is not compressed' {
+        Expand-DiskImage disk.raw -DestinationPath x.img -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be 'UnsupportedFormat,OrasStaging.Commands.ExpandDiskImageCommand'
+        Test-Path x.img | Should -BeFalse
+    }
+}

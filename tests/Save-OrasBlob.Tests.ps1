@@ -1,0 +1,282 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7.1' }
+# Save-OrasBlob against the real loopback registry and through the TestKit's fault proxy and CDN.
+
+BeforeAll {
+    Import-Module $env:ORASSTAGING_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestKit.psm1') -Force
+    $script:Work = Join-Path ([IO.Path]::GetTempPath()) ("save-tests-" + [guid]::NewGuid().ToString('n'))
+    $null = New-Item -ItemType Directory -Path $Work
+    $script:Image = Join-Path $Work 'debian.raw'
+    New-TestDiskImage -Path $Image -Size 8MB -Seed 5
+    $script:Id = 'OrasStaging.Commands.SaveOrasBlobCommand'
+    $script:OldDockerConfig = $env:DOCKER_CONFIG
+    $env:DOCKER_CONFIG = Join-Path $Work 'no-docker'
+    $script:OldCache = $env:WITHCACHE_SERVER
+    $env:WITHCACHE_SERVER = $null
+
+    function script:New-Dest([string] $Name) {
+        $d = Join-Path $Work $Name
+        $null = New-Item -ItemType Directory -Path $d -Force
+        $d
+    }
+    function script:Get-Sha([string] $Path) { 'sha256:' + (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() }
+}
+
+AfterAll {
+    $env:DOCKER_CONFIG = $OldDockerConfig
+    $env:WITHCACHE_SERVER = $OldCache
+    Remove-Item -LiteralPath $Work -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
+    BeforeAll {
+        $script:R = Start-TestRegistry -Auth anonymous
+        $script:P = Publish-TestImage -Registry $R -Repository lab/debian -Tag latest -ImagePath $Image
+        $script:ViaProxy = "oras://$($R.proxy)/lab/debian:latest"
+    }
+    AfterAll { Stop-TestRegistry $R }
+    AfterEach { Clear-ProxyFault -Registry $R }
+
+    It 'saves the resolved layer into a folder under its title, verified' {
+        $dest = New-Dest 'plain'
+        $file = Resolve-OrasImage "oras://$($R.registry)/lab/debian:latest" | Save-OrasBlob -DestinationPath $dest
+        $file | Should -BeOfType ([IO.FileInfo])
+        $file.Name | Should -Be $P.title
+        $file.Length | Should -Be $P.size
+        Get-Sha $file.FullName | Should -Be $P.digest
+        Test-Path "$($file.FullName).partial" | Should -BeFalse
+    }
+
+    It 'takes -Reference (a pinned blob digest) and a file path as destination' {
+        $dest = Join-Path (New-Dest 'byref') 'chosen.gz'
+        $file = Save-OrasBlob -Reference "oras://$($R.registry)/lab/debian@$($P.digest)" -Destination $dest
+        $file.FullName | Should -Be $dest
+        Get-Sha $dest | Should -Be $P.digest
+    }
+
+    It 'names a blob without a title <hex>.blob' {
+        $dest = New-Dest 'notitle'
+        $file = Save-OrasBlob "oras://$($R.registry)/lab/debian@$($P.digest)" $dest
+        $file.Name | Should -Be ($P.digest.Substring(7) + '.blob')
+    }
+
+    It 'skips a file that already holds the digest, refuses a different one without -Force' {
+        $dest = New-Dest 'existing'
+        $image = Resolve-OrasImage "oras://$($R.registry)/lab/debian:latest"
+        $null = $image | Save-OrasBlob -DestinationPath $dest
+        $verbose = $image | Save-OrasBlob -DestinationPath $dest -Verbose 4>&1
+        (($verbose | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n") | Should -Match 'skipping'
+        Set-Content -LiteralPath (Join-Path $dest $P.title) -Value 'something else'
+        { $image | Save-OrasBlob -DestinationPath $dest -ErrorAction Stop } | Should -Throw -ErrorId "DestinationExists,$Id"
+        $file = $image | Save-OrasBlob -DestinationPath $dest -Force
+        Get-Sha $file.FullName | Should -Be $P.digest
+    }
+
+    It 'writes nothing with -WhatIf' {
+        $dest = New-Dest 'whatif'
+        Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" $dest -WhatIf | Should -BeNullOrEmpty
+        @(Get-ChildItem $dest).Count | Should -Be 0
+    }
+
+    It 'survives the connection cut <Times> time(s) mid-blob with identical bytes' -ForEach @(@{ Times = 1 }, @{ Times = 3 }) {
+        $dest = New-Dest "cut$Times"
+        Reset-ProxyStats -Registry $R
+        Set-ProxyFault -Registry $R -Kind Cut -AfterBytes 300000 -Times $Times -PathContains $P.digest | Out-Null
+        $out = Save-OrasBlob $ViaProxy $dest -RetryIntervalSec 0 -Verbose 4>&1
+        $file = $out | Where-Object { $_ -is [IO.FileInfo] }
+        Get-Sha $file.FullName | Should -Be $P.digest
+        $stats = Get-ProxyStats -Registry $R
+        $stats.faultsFired.cut | Should -Be $Times
+        @($stats.rangeHeaders).Count | Should -BeGreaterOrEqual $Times
+        (($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n") | Should -Match 'Connection lost at'
+    }
+
+    It 'waits out 429 with Retry-After and 503' {
+        $dest = New-Dest 'busy'
+        Set-ProxyFault -Registry $R -Kind TooManyRequests -RetryAfter 1 -Times 1 -PathContains $P.digest | Out-Null
+        Set-ProxyFault -Registry $R -Kind ServiceUnavailable -Times 2 -PathContains $P.digest | Out-Null
+        $out = Save-OrasBlob $ViaProxy $dest -RetryIntervalSec 0 -Verbose 4>&1
+        Get-Sha ($out | Where-Object { $_ -is [IO.FileInfo] }).FullName | Should -Be $P.digest
+        $text = ($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n"
+        $text | Should -Match 'HTTP 429.*Retry-After 1 s'
+        $text | Should -Match 'HTTP 503'
+    }
+
+    It 'refuses one corrupted byte with DigestMismatch and leaves nothing at the destination' {
+        $dest = New-Dest 'corrupt'
+        Set-ProxyFault -Registry $R -Kind Corrupt -Offset 123457 -Times 1 -PathContains $P.digest | Out-Null
+        { Save-OrasBlob $ViaProxy $dest -ErrorAction Stop } | Should -Throw -ErrorId "DigestMismatch,$Id"
+        @(Get-ChildItem $dest -Force).Count | Should -Be 0
+    }
+
+    It 'resumes a .partial left by another process, re-hashing the kept prefix' {
+        $full = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" (New-Dest 'source')
+        $dest = New-Dest 'resume'
+        $keep = 400000
+        $bytes = [IO.File]::ReadAllBytes($full.FullName)
+        [IO.File]::WriteAllBytes((Join-Path $dest "$($P.title).partial"), $bytes[0..($keep - 1)])
+        Reset-ProxyStats -Registry $R
+        $job = Start-Job -ScriptBlock {
+            param($Module, $Ref, $Dest)
+            Import-Module $Module
+            (Save-OrasBlob $Ref $Dest -CacheServer '').FullName
+        } -ArgumentList $env:ORASSTAGING_MODULE, $ViaProxy, $dest
+        try {
+            $path = $job | Wait-Job -Timeout 120 | Receive-Job -ErrorAction Stop
+        }
+        finally { $job | Remove-Job -Force }
+        $path | Should -Be (Join-Path $dest $P.title)
+        Get-Sha $path | Should -Be $P.digest
+        $stats = Get-ProxyStats -Registry $R
+        @($stats.rangeHeaders) | Should -Contain "bytes=$keep-"
+        $stats.blobBytesSent | Should -BeLessThan ($P.size - $keep + 4096)
+    }
+
+    It 'stops promptly on Ctrl+C and keeps the .partial for a later run' {
+        $dest = New-Dest 'stop'
+        Set-ProxyFault -Registry $R -Kind Cut -AfterBytes 200000 -Times -1 -PathContains $P.digest | Out-Null
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                param($Module, $Ref, $Dest)
+                Import-Module $Module
+                Save-OrasBlob $Ref $Dest -RetryIntervalSec 30 -MaximumRetryCount 10
+            }).AddArgument($env:ORASSTAGING_MODULE).AddArgument($ViaProxy).AddArgument($dest)
+            $async = $ps.BeginInvoke()
+            $partial = Join-Path $dest "$($P.title).partial"
+            $deadline = [DateTime]::UtcNow.AddSeconds(30)
+            while (-not ((Test-Path $partial) -and (Get-Item $partial).Length -ge 200000) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
+            (Get-Item $partial).Length | Should -Be 200000
+            $stop = $ps.BeginStop($null, $null)
+            $stop.AsyncWaitHandle.WaitOne(10000) | Should -BeTrue
+            Test-Path $partial | Should -BeTrue
+            Test-Path (Join-Path $dest $P.title) | Should -BeFalse
+        }
+        finally { $ps.Dispose() }
+        Clear-ProxyFault -Registry $R
+        $file = Save-OrasBlob $ViaProxy $dest
+        Get-Sha $file.FullName | Should -Be $P.digest
+    }
+
+    It 'refuses a hostile title and writes nothing outside the destination' {
+        $hostile = Publish-TestImage -Registry $R -Repository lab/hostile -Tag latest -ImagePath $Image -Title '../../x'
+        $dest = New-Dest 'hostile/inner'
+        { Save-OrasBlob "oras://$($R.registry)/lab/hostile:latest" $dest -ErrorAction Stop } | Should -Throw -ErrorId "InvalidTitle,$Id"
+        @(Get-ChildItem (Join-Path $Work 'hostile') -Recurse -Force -File).Count | Should -Be 0
+        Test-Path (Join-Path $Work 'x') | Should -BeFalse
+        # A file path as destination chooses the name instead.
+        $file = Save-OrasBlob "oras://$($R.registry)/lab/hostile:latest" (Join-Path $dest 'safe.gz')
+        Get-Sha $file.FullName | Should -Be $hostile.digest
+    }
+
+    Context 'withcache' {
+        BeforeAll {
+            # A loopback stand-in for the withcache server: /b/<key>/<basename> from a dictionary, 404 otherwise.
+            $script:CacheListener = [System.Net.HttpListener]::new()
+            $port = Get-Random -Minimum 20000 -Maximum 60000
+            $CacheListener.Prefixes.Add("http://127.0.0.1:$port/")
+            $CacheListener.Start()
+            $script:CacheUrl = "http://127.0.0.1:$port"
+            $script:CacheFiles = [System.Collections.Concurrent.ConcurrentDictionary[string, string]]::new()
+            $script:CacheLog = [System.Collections.Concurrent.ConcurrentQueue[string]]::new()
+            $script:CacheJob = Start-ThreadJob -ScriptBlock {
+                param($Listener, $Files, $Log)
+                while ($Listener.IsListening) {
+                    try { $ctx = $Listener.GetContext() } catch { break }
+                    $path = $ctx.Request.Url.AbsolutePath
+                    $Log.Enqueue("$($ctx.Request.HttpMethod) $path auth=$([bool]$ctx.Request.Headers['Authorization'])")
+                    $file = $null
+                    if ($Files.TryGetValue($path, [ref] $file)) {
+                        $bytes = [IO.File]::ReadAllBytes($file)
+                        $ctx.Response.ContentLength64 = $bytes.Length
+                        if ($ctx.Request.HttpMethod -eq 'GET') { $ctx.Response.OutputStream.Write($bytes, 0, $bytes.Length) }
+                    }
+                    else { $ctx.Response.StatusCode = 404 }
+                    $ctx.Response.Close()
+                }
+            } -ArgumentList $CacheListener, $CacheFiles, $CacheLog
+        }
+        AfterAll {
+            $CacheListener.Stop()
+            $CacheListener.Close()
+            $CacheJob | Wait-Job -Timeout 10 | Out-Null
+            $CacheJob | Remove-Job -Force
+        }
+
+        It 'downloads from the cache on a hit (no credentials, digest still checked) and from the registry on a miss' {
+            $image = Resolve-OrasImage "oras://$($R.proxy)/lab/debian:latest"
+            $key = [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($image.BlobUri.AbsoluteUri)).TrimEnd('=').Replace('+', '-').Replace('/', '_')
+            $source = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" (New-Dest 'cachesrc')
+            $CacheFiles["/b/$key/$($image.Digest)"] = $source.FullName
+
+            Reset-ProxyStats -Registry $R
+            $env:WITHCACHE_SERVER = $CacheUrl
+            try {
+                $out = $image | Save-OrasBlob -DestinationPath (New-Dest 'cachehit') -Verbose 4>&1
+            }
+            finally { $env:WITHCACHE_SERVER = $null }
+            Get-Sha ($out | Where-Object { $_ -is [IO.FileInfo] }).FullName | Should -Be $P.digest
+            (($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n") | Should -Match 'Cache hit'
+            (Get-ProxyStats -Registry $R).requestsByKind.blob | Should -Be 0
+            @($CacheLog) | Should -Contain "GET /b/$key/$($image.Digest) auth=False"
+
+            $CacheFiles.Clear()
+            $out = $image | Save-OrasBlob -DestinationPath (New-Dest 'cachemiss') -CacheServer $CacheUrl -Verbose 4>&1
+            Get-Sha ($out | Where-Object { $_ -is [IO.FileInfo] }).FullName | Should -Be $P.digest
+            (($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n") | Should -Match 'Cache miss'
+            (Get-ProxyStats -Registry $R).requestsByKind.blob | Should -BeGreaterThan 0
+        }
+
+        It 'still refuses a cache that serves wrong bytes' {
+            $image = Resolve-OrasImage "oras://$($R.registry)/lab/debian:latest"
+            $key = [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($image.BlobUri.AbsoluteUri)).TrimEnd('=').Replace('+', '-').Replace('/', '_')
+            $wrong = Join-Path $Work 'wrong.bin'
+            $bytes = [byte[]]::new($image.Size); $bytes[0] = 1
+            [IO.File]::WriteAllBytes($wrong, $bytes)
+            $CacheFiles["/b/$key/$($image.Digest)"] = $wrong
+            $dest = New-Dest 'cachewrong'
+            { $image | Save-OrasBlob -DestinationPath $dest -CacheServer $CacheUrl -ErrorAction Stop } | Should -Throw -ErrorId "DigestMismatch,$Id"
+            @(Get-ChildItem $dest -Force).Count | Should -Be 0
+        }
+    }
+}
+
+Describe 'Save-OrasBlob with token auth over TLS' {
+    BeforeAll {
+        $script:T = Start-TestRegistry -Auth token -Tls -TokenExpiresIn 300
+        $script:TP = Publish-TestImage -Registry $T -Repository lab/debian -ImagePath $Image
+        $script:Good = [pscredential]::new($T.username, (ConvertTo-SecureString $T.password -AsPlainText -Force))
+        $script:ViaProxy = "oras://$($T.proxy)/lab/debian:latest"
+    }
+    AfterAll { Stop-TestRegistry $T }
+    AfterEach { Clear-ProxyFault -Registry $T }
+
+    It 'downloads over https with -SkipCertificateCheck' {
+        $file = Save-OrasBlob "oras://$($T.registry)/lab/debian:latest" (New-Dest 'tls') -SkipCertificateCheck -Credential $Good
+        Get-Sha $file.FullName | Should -Be $TP.digest
+    }
+
+    It 'follows the 307 to the CDN without ever sending it Authorization' {
+        Reset-ProxyStats -Registry $T
+        Set-ProxyFault -Registry $T -Kind Redirect -RejectAuthorization | Out-Null
+        $out = Save-OrasBlob $ViaProxy (New-Dest 'cdn') -SkipCertificateCheck -Credential $Good -Verbose 4>&1
+        Get-Sha ($out | Where-Object { $_ -is [IO.FileInfo] }).FullName | Should -Be $TP.digest
+        $stats = Get-ProxyStats -Registry $T
+        $stats.cdnRequests | Should -BeGreaterThan 0
+        $stats.cdnRequestsWithAuthorization | Should -Be 0
+        $text = ($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n"
+        $text | Should -Match 'redirected to 127\.0\.0\.1'
+        $text | Should -Not -Match 'X-Amz-Signature'
+    }
+
+    It 'gets a fresh token when the first one expires mid-download' {
+        Reset-ProxyStats -Registry $T
+        Set-ProxyFault -Registry $T -Kind Unauthorized -AfterBytes 250000 -Times 1 -PathContains $TP.digest | Out-Null
+        $out = Save-OrasBlob $ViaProxy (New-Dest 'expiry') -SkipCertificateCheck -RetryIntervalSec 0 -Verbose 4>&1
+        Get-Sha ($out | Where-Object { $_ -is [IO.FileInfo] }).FullName | Should -Be $TP.digest
+        $stats = Get-ProxyStats -Registry $T
+        $stats.faultsFired.unauthorized | Should -Be 1
+        $stats.tokenRequestsGranted | Should -BeGreaterOrEqual 2
+        (($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n") | Should -Match 'Resuming blob'
+    }
+}
