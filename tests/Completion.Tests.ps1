@@ -60,10 +60,12 @@ Describe 'The exported cmdlets wire the completers' {
         Get-Completion "$Name -Platform linux/arm/" | Should -Be @('linux/arm/v7')
     }
 
-    It '<Name> -Format is an enum, completed by PowerShell itself' -ForEach $FormatCases {
-        $type = (Get-Command $Name).Parameters['Format'].ParameterType
-        ([Nullable]::GetUnderlyingType($type) ?? $type).IsEnum | Should -BeTrue
-        $values = [Enum]::GetNames(([Nullable]::GetUnderlyingType($type) ?? $type))
+    It '<Name> -Format is an enum or a ValidateSet, completed by PowerShell itself' -ForEach $FormatCases {
+        $parameter = (Get-Command $Name).Parameters['Format']
+        $type = [Nullable]::GetUnderlyingType($parameter.ParameterType) ?? $parameter.ParameterType
+        $set = $parameter.Attributes | Where-Object { $_ -is [System.Management.Automation.ValidateSetAttribute] }
+        $values = if ($type.IsEnum) { [Enum]::GetNames($type) } else { @($set.ValidValues) }
+        $values | Should -Not -BeNullOrEmpty -Because 'a fixed list of formats must be completable'
         @(Get-Completion "$Name -Format " | Sort-Object) | Should -Be @($values | Sort-Object)
     }
 }

@@ -24,6 +24,7 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ReferenceSet)]
     [Alias("Url")]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(Completion.ReferenceCompleter))]
     public string Reference { get; set; } = string.Empty;
 
     /// <summary>The image file to write. Its extension picks the format unless -Format says otherwise.</summary>
@@ -75,6 +76,7 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
 
     /// <summary>os/arch[/variant] to choose from an index.</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(Completion.PlatformCompleter))]
     public string? Platform { get; set; }
 
     /// <summary>A wildcard on the layer's title, when the manifest has several candidate layers.</summary>
