@@ -148,6 +148,13 @@ Describe 'Help for <Name>' -ForEach $CmdletCases {
         @($Help.relatedLinks.navigationLink)[0].uri | Should -Be $Command.HelpUri
     }
 
+    It 'has a README section for the HelpUri anchor' {
+        # GitHub's anchor for a heading: lower case, punctuation other than - and _ dropped, spaces as -.
+        $anchors = Get-Content (Join-Path $RepoRoot 'README.md') | Where-Object { $_ -match '^#{1,6} ' } |
+            ForEach-Object { (($_ -replace '^#+\s+', '').Trim().ToLowerInvariant() -replace '[^\w\- ]', '') -replace ' ', '-' }
+        ([uri]$Command.HelpUri).Fragment.TrimStart('#') | Should -BeIn $anchors
+    }
+
     It 'renders with -Full, -Examples and -Parameter' {
         $full = Get-Help $Name -Full | Out-String
         $full | Should -Match 'SYNTAX'
