@@ -196,6 +196,14 @@ Describe 'Help files of the module' {
         }
     }
 
+    It 'names every exported cmdlet in about_OrasStaging, in lines that fit an 80-column console' {
+        $lines = Get-Content (Join-Path $ModuleBase 'en-US/about_OrasStaging.help.txt')
+        foreach ($name in (Get-Command -Module OrasStaging).Name) {
+            ($lines -join "`n") | Should -Match "\b$([regex]::Escape($name))\b"
+        }
+        @($lines | Where-Object { $_.Length -gt 80 }) | Should -BeNullOrEmpty
+    }
+
     It 'covers the flow, the stamp and receipt, credentials and WITHCACHE_SERVER in about_OrasStaging' {
         $text = Get-Content (Join-Path $ModuleBase 'en-US/about_OrasStaging.help.txt') -Raw
         foreach ($needle in '.digest', '.oras.json', 'WITHCACHE_SERVER', '-Credential', 'config.json', 'credHelpers', 'credsStore', 'anonymous') {
