@@ -479,10 +479,14 @@ function Write-Command([System.Xml.XmlWriter] $W, $Doc, $Facts) {
     foreach ($example in Read-Examples (Get-SectionText $Doc 'EXAMPLES')) {
         $n++
         $W.WriteStartElement('command', 'example', $NsCommand)
-        $W.WriteElementString('maml', 'title', $NsMaml, "-------------------------- $($example.Title) --------------------------")
+        # Dashes as PowerShell's own help has them, fewer for a long title so the line fits 80 columns.
+        $dashes = '-' * [Math]::Max(3, [Math]::Min(26, [Math]::Floor((76 - $example.Title.Length) / 2)))
+        $W.WriteElementString('maml', 'title', $NsMaml, "$dashes $($example.Title) $dashes")
         $W.WriteElementString('dev', 'code', $NsDev, $example.Code)
         $W.WriteStartElement('dev', 'remarks', $NsDev)
         Write-Paragraphs $W $example.Remarks
+        # An empty paragraph sets the next example's title apart, as in PowerShell's own help.
+        $W.WriteElementString('maml', 'para', $NsMaml, '')
         $W.WriteEndElement()
         $W.WriteEndElement()
     }
