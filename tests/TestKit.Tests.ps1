@@ -275,6 +275,21 @@ Describe 'Anonymous registry, pusher and proxy' {
         (Send-Raw "$($Srv.registryUrl)/v2/lab/multi/manifests/$($doc.manifests[1].digest)" -Headers $OciAccept).Status | Should -Be 200
     }
 
+    It 'pushes an already compressed image as the layer as it is' {
+        $gzPath = Join-Path $Work 'pre.img.gz'
+        $source = [IO.File]::OpenRead($Image.FullName)
+        $target = [IO.File]::Create($gzPath)
+        $gz = [IO.Compression.GZipStream]::new($target, [IO.Compression.CompressionLevel]::Optimal)
+        $source.CopyTo($gz); $gz.Dispose(); $source.Dispose()
+        $p = Publish-TestImage -Registry $Srv -Repository lab/pre -Path $gzPath -Compression zstd
+        $p.compression | Should -Be 'gzip' -Because 'the magic bytes win'
+        $p.title | Should -Be 'pre.img.gz'
+        $p.digest | Should -Be "sha256:$((Get-FileHash $gzPath -Algorithm SHA256).Hash.ToLowerInvariant())"
+        $p.rawSha256 | Should -Be (Get-FileHash $Image.FullName -Algorithm SHA256).Hash.ToLowerInvariant()
+        $p.rawSize | Should -Be $Image.Length
+        $Srv.Authority | Should -Be $Srv.registry
+    }
+
     It 'pushes a Helm-chart-shaped artifact' {
         $p = Publish-TestImage -Registry $Srv -Repository lab/chart -Tag 0.1.0 -Helm
         $m = [Text.Encoding]::UTF8.GetString((Send-Raw "$($Srv.registryUrl)/v2/lab/chart/manifests/0.1.0" -Headers $OciAccept).Body) | ConvertFrom-Json
@@ -529,6 +544,29 @@ Describe 'Token-auth registry' {
         # A public-repository token does not open the private one.
         $public = ([Text.Encoding]::UTF8.GetString((Get-Token $Srv 'repository:lab/debian:pull').Body) | ConvertFrom-Json).token
         (Send-Raw "$($Srv.registryUrl)/v2/$($Srv.privateRepository)/manifests/latest" -Headers (@{ Authorization = "Bearer $public" } + $OciAccept)).Status | Should -Be 401
+    }
+
+    It 'keeps body faults and redirects for requests the registry serves (not the 401 of the token dance)' {
+        $url = "$($Srv.proxyUrl)/v2/lab/debian/blobs/$($Public.digest)"
+        $token = ([Text.Encoding]::UTF8.GetString((Get-Token $Srv 'repository:lab/debian:pull').Body) | ConvertFrom-Json).token
+        try {
+            $null = Set-ProxyFault -Registry $Srv -Kind Cut -AfterBytes 1000
+            (Send-Raw $url).Status | Should -Be 401
+            $cut = Send-Raw $url -Headers @{ Authorization = "Bearer $token" }
+            $cut.Status | Should -Be 200
+            $cut.Body.Length | Should -Be 1000
+            Clear-ProxyFault -Registry $Srv
+
+            $null = Set-ProxyFault -Registry $Srv -Kind Redirect -Times 1
+            (Send-Raw $url).Status | Should -Be 401
+            $redirect = Send-Raw $url -Headers @{ Authorization = "Bearer $token" }
+            $redirect.Status | Should -Be 307
+            (Send-Raw $redirect.Headers['Location']).Status | Should -Be 200
+            (Get-ProxyStats -Registry $Srv).faultsFired.redirect | Should -Be 1
+        }
+        finally {
+            Clear-ProxyFault -Registry $Srv
+        }
     }
 
     It 'keeps the registry challenge through the proxy' {

@@ -5,9 +5,16 @@
 
 Set-StrictMode -Version Latest
 
+# Set by -TestKitPath on any function; wins over $env:ORASSTAGING_TESTKIT for the rest of the session.
+$script:TestKitPathOverride = $null
+
+function Set-TestKitPathOverride([string] $Path) {
+    if ($Path) { $script:TestKitPathOverride = (Resolve-Path -LiteralPath $Path).ProviderPath }
+}
+
 function Get-TestKitPath {
     # The dll path, or a clear error naming how to build it.
-    $path = $env:ORASSTAGING_TESTKIT
+    $path = if ($script:TestKitPathOverride) { $script:TestKitPathOverride } else { $env:ORASSTAGING_TESTKIT }
     if (-not $path) {
         $candidate = Join-Path $PSScriptRoot '../out/testkit/OrasStaging.TestKit.dll'
         if (Test-Path $candidate) { $path = $candidate }
@@ -75,7 +82,8 @@ function Start-TestRegistry {
         endpoints. Returns that object (registry, registryUrl, proxy, proxyUrl, controlUrl, cdnUrl, tokenUrl,
         service, issuer, auth, tls, scheme, username, password, caCertPath, privateRepository, tokenExpiresIn,
         strictTokenExpiry,
-        dataDir, storageDir, registryLog, registryPid, watchdogPid, pid) plus a Process property. Everything
+        dataDir, storageDir, registryLog, registryPid, watchdogPid, pid) plus Authority (= registry) and
+        Process. Everything
         stops when Stop-TestRegistry closes the process's stdin, or when this PowerShell process dies.
     .PARAMETER Auth
         anonymous (default), basic (htpasswd, bcrypt) or token (bearer tokens from the TestKit token server).
@@ -90,6 +98,8 @@ function Start-TestRegistry {
         deterministic alternative).
     .PARAMETER TimeoutSeconds
         How long to wait for the registry to come up.
+    .PARAMETER TestKitPath
+        OrasStaging.TestKit.dll; default $env:ORASSTAGING_TESTKIT. Remembered for the other functions.
     .EXAMPLE
         $r = Start-TestRegistry -Auth token -Tls
         try { ... } finally { Stop-TestRegistry $r }
@@ -103,8 +113,10 @@ function Start-TestRegistry {
         [int] $TokenExpiresIn = 300,
         [switch] $StrictTokenExpiry,
         [ValidateRange(1, 600)]
-        [int] $TimeoutSeconds = 60
+        [int] $TimeoutSeconds = 60,
+        [string] $TestKitPath
     )
+    Set-TestKitPathOverride $TestKitPath
     $arguments = @('serve', '--auth', $Auth, '--token-expires-in', $TokenExpiresIn)
     if ($Tls) { $arguments += '--tls' }
     if ($StrictTokenExpiry) { $arguments += '--strict-token-expiry' }
@@ -119,6 +131,8 @@ function Start-TestRegistry {
         throw "The test registry did not start within $TimeoutSeconds s: $err"
     }
     $info = $line.Result | ConvertFrom-Json
+    # "Authority" is the name the module's own docs use for host:port.
+    $info | Add-Member -NotePropertyName Authority -NotePropertyValue $info.registry
     $info | Add-Member -NotePropertyName Process -NotePropertyValue $process
     $info | Add-Member -NotePropertyName StandardError -NotePropertyValue $stderr
     $info.PSObject.TypeNames.Insert(0, 'OrasStaging.TestKit.Registry')
@@ -179,6 +193,9 @@ function Publish-TestImage {
         (application/vnd.nosi.disk-image.layer.v1+<c>, annotations org.opencontainers.image.title and
         org.nosi.image.size = raw size), <title>.sha256 (text/plain, "<hex>  <title>\n"), metadata.json
         (application/vnd.nosi.metadata.v1+json). <c> is gzip|zstd|xz|bzip2; none drops the suffix.
+        -ImagePath (alias -Path) is a raw image, compressed as -Compression says; a file that is already
+        compressed (gzip, zstd, xz or bzip2 magic bytes) is pushed as the layer as it is, its compression taken
+        from the magic (rawSha256/rawSize are then computed by decompressing it).
         Pushes straight to the registry unless -ViaProxy (faults apply to GETs only, so pushes through the proxy
         work too). Credentials and TLS come from the registry object. Returns the TestKit's JSON: reference,
         repository, tag, manifestDigest, manifestSize, manifestMediaType, artifactType, digest (layer blob), size
@@ -201,6 +218,7 @@ function Publish-TestImage {
         [Parameter(Mandatory)] [object] $Registry,
         [string] $Repository = 'lab/debian',
         [string] $Tag = 'latest',
+        [Alias('Path')]
         [string] $ImagePath,
         [ValidateSet('gzip', 'zstd', 'xz', 'bzip2', 'none')]
         [string] $Compression = 'gzip',
@@ -210,8 +228,10 @@ function Publish-TestImage {
         [switch] $NoSizeAnnotation,
         [switch] $ViaProxy,
         [switch] $Anonymous,
-        [int] $TimeoutSeconds = 300
+        [int] $TimeoutSeconds = 300,
+        [string] $TestKitPath
     )
+    Set-TestKitPathOverride $TestKitPath
     $target = if ($ViaProxy) { $Registry.proxy } else { $Registry.registry }
     $arguments = @('push', '--registry', $target, '--repository', $Repository, '--tag', $Tag, '--compression', $Compression)
     if ($Helm) {
@@ -253,8 +273,10 @@ function New-TestDiskImage {
         [string] $Shape = 'Realistic',
         [ValidateRange(0.0, 1.0)]
         [double] $DataFraction = 0.33,
-        [int] $TimeoutSeconds = 300
+        [int] $TimeoutSeconds = 300,
+        [string] $TestKitPath
     )
+    Set-TestKitPathOverride $TestKitPath
     $full = $PSCmdlet.GetUnresolvedProviderPathFromPSPath($Path)
     $null = Invoke-TestKit @('generate-image', '--out', $full, '--size', $Size, '--seed', $Seed, '--shape', $Shape.ToLowerInvariant(),
         '--data-fraction', $DataFraction.ToString([cultureinfo]::InvariantCulture)) -TimeoutSeconds $TimeoutSeconds
@@ -284,6 +306,9 @@ function Set-ProxyFault {
                               client must go back to the registry for a fresh one.
           Throttle            send the body at -BytesPerSecond (-Times requests).
         -Times -1 means until Clear-ProxyFault. -PathContains limits the fault to paths containing that text.
+        Cut, Corrupt, Throttle, Redirect and the cut of Unauthorized -AfterBytes fire only when the registry
+        answers the request with 2xx, so the unauthenticated first request of a token dance (401) does not use
+        them up; TooManyRequests, ServiceUnavailable and Unauthorized answer without asking the registry.
     .EXAMPLE
         Set-ProxyFault -Registry $r -Kind Cut -AfterBytes 100000 -Times 2
     #>

@@ -127,8 +127,15 @@ public static class ArtifactPusher
             }
             if (options.ImagePath is null) throw new ArgumentException("an image path is required");
             var image = Path.GetFullPath(options.ImagePath);
+            // An already compressed image (by its magic bytes) is pushed as the layer as it is.
+            var detected = DetectCompression(image);
+            if (detected is not null)
+            {
+                if (options.Index) throw new ArgumentException("--index needs a raw image (it derives the arm64 image from it)");
+                compression = detected;
+            }
             var baseName = Path.GetFileName(image);
-            foreach (var ext in new[] { ".img", ".raw" })
+            foreach (var ext in new[] { ".gz", ".zst", ".xz", ".bz2", ".img", ".raw" })
             {
                 if (baseName.EndsWith(ext, StringComparison.OrdinalIgnoreCase)) baseName = baseName[..^ext.Length];
             }
@@ -216,14 +223,14 @@ public static class ArtifactPusher
         string work, string? tag, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(work);
-        long rawSize = new FileInfo(image).Length;
-        string rawSha256;
-        await using (var raw = File.OpenRead(image))
+        bool precompressed = DetectCompression(image) is not null;
+        var (rawSha256, rawSize) = await HashRawAsync(image, precompressed ? compression : "none", cancellationToken).ConfigureAwait(false);
+        var layerPath = image;
+        if (!precompressed)
         {
-            rawSha256 = Convert.ToHexString(await SHA256.HashDataAsync(raw, cancellationToken).ConfigureAwait(false)).ToLowerInvariant();
+            layerPath = Path.Combine(work, "layer");
+            await CompressAsync(image, layerPath, compression, cancellationToken).ConfigureAwait(false);
         }
-        var layerPath = Path.Combine(work, "layer");
-        await CompressAsync(image, layerPath, compression, cancellationToken).ConfigureAwait(false);
         var (layerDigest, layerSize) = await session.PushBlobFileAsync(layerPath, cancellationToken).ConfigureAwait(false);
         var layerHex = layerDigest["sha256:".Length..];
 
@@ -361,6 +368,64 @@ public static class ArtifactPusher
             w.WriteEndObject();
         }
         return buffer.ToArray();
+    }
+
+    /// <summary>gzip, zstd, xz or bzip2 by the file's magic bytes; null for anything else (a raw image).</summary>
+    public static string? DetectCompression(string path)
+    {
+        Span<byte> head = stackalloc byte[6];
+        int n;
+        using (var f = File.OpenRead(path))
+        {
+            n = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        }
+        head = head[..n];
+        if (head.StartsWith((ReadOnlySpan<byte>)[0x1F, 0x8B])) return "gzip";
+        if (head.StartsWith((ReadOnlySpan<byte>)[0x28, 0xB5, 0x2F, 0xFD])) return "zstd";
+        if (head.StartsWith((ReadOnlySpan<byte>)[0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00])) return "xz";
+        if (head.StartsWith((ReadOnlySpan<byte>)[0x42, 0x5A, 0x68])) return "bzip2";
+        return null;
+    }
+
+    /// <summary>SHA-256 and length of the raw image, decompressing on the fly when the file is compressed.</summary>
+    private static async Task<(string Sha256, long Size)> HashRawAsync(string path, string compression, CancellationToken cancellationToken)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        long size = 0;
+        var buffer = new byte[1 << 20];
+        async Task Drain(Stream stream)
+        {
+            int n;
+            while ((n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+            {
+                sha.AppendData(buffer, 0, n);
+                size += n;
+            }
+        }
+        if (compression is "none" or "gzip")
+        {
+            await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, useAsync: true);
+            if (compression == "gzip")
+            {
+                await using var gz = new GZipStream(file, CompressionMode.Decompress);
+                await Drain(gz).ConfigureAwait(false);
+            }
+            else
+            {
+                await Drain(file).ConfigureAwait(false);
+            }
+        }
+        else
+        {
+            var psi = new ProcessStartInfo(compression) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var a in new[] { "-d", "-c", path }) psi.ArgumentList.Add(a);
+            using var process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {compression}");
+            var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
+            await Drain(process.StandardOutput.BaseStream).ConfigureAwait(false);
+            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
+            if (process.ExitCode != 0) throw new InvalidOperationException($"{compression} -d failed ({process.ExitCode}): {await stderr.ConfigureAwait(false)}");
+        }
+        return (Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant(), size);
     }
 
     /// <summary>gzip in-process (deterministic, fast); zstd, xz and bzip2 with their command-line tools.</summary>

@@ -63,66 +63,71 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         string authorization = ctx.Request.Headers.Authorization.ToString();
         stats.Request(kind, range);
 
-        Fault? fault = null;
-        bool arming = false;
+        // The first matching fault decides. Status faults fire here; body faults (and redirects) are taken only
+        // once the registry has answered with success, so the unauthenticated first request of a token dance
+        // (401 from the registry) does not use them up.
+        Fault? statusFault = null, deferred = null;
         foreach (var f in faults.Candidates(method, kind, path))
         {
             if (f.Kind == FaultKind.Unauthorized && f.AfterBytes is not null)
             {
+                bool expiredHit = false;
                 lock (f)
                 {
                     if (f.ExpiredAuthorization is null)
                     {
-                        // The first download is cut mid-body and its token "expires" with it.
-                        f.ExpiredAuthorization = authorization;
-                        fault = f;
-                        arming = true;
+                        deferred = f;
                     }
                     else if (f.ExpiredAuthorization == authorization && f.TryConsume())
                     {
-                        fault = f;
+                        expiredHit = true;
                     }
                 }
-                if (fault is not null) break;
+                if (expiredHit)
+                {
+                    statusFault = f;
+                    break;
+                }
+                if (deferred is not null) break;
                 continue;
+            }
+            if (f.Kind is FaultKind.Cut or FaultKind.Corrupt or FaultKind.Throttle or FaultKind.Redirect)
+            {
+                if (f.Exhausted) continue;
+                deferred = f;
+                break;
             }
             if (f.TryConsume())
             {
-                fault = f;
+                statusFault = f;
                 break;
             }
         }
 
-        string? faultName = fault is null ? null : arming ? "Unauthorized(cut)" : fault.Kind.ToString();
-        if (fault is not null && !arming) stats.FaultFired(fault.Kind);
+        string? faultName = statusFault?.Kind.ToString();
+        if (statusFault is not null) stats.FaultFired(statusFault.Kind);
 
         try
         {
-            switch (fault?.Kind)
+            switch (statusFault?.Kind)
             {
                 case FaultKind.TooManyRequests:
                     ctx.Response.StatusCode = 429;
-                    if (fault.RetryAfter is int ra) ctx.Response.Headers.RetryAfter = ra.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    if (statusFault.RetryAfter is int ra) ctx.Response.Headers.RetryAfter = ra.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     await WriteErrorAsync(ctx, "TOOMANYREQUESTS", "rate limit exceeded (injected by the TestKit proxy)").ConfigureAwait(false);
                     break;
                 case FaultKind.ServiceUnavailable:
                     ctx.Response.StatusCode = 503;
-                    if (fault.RetryAfter is int ra2) ctx.Response.Headers.RetryAfter = ra2.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    if (statusFault.RetryAfter is int ra2) ctx.Response.Headers.RetryAfter = ra2.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     await WriteErrorAsync(ctx, "UNAVAILABLE", "service unavailable (injected by the TestKit proxy)").ConfigureAwait(false);
                     break;
-                case FaultKind.Unauthorized when !arming:
+                case FaultKind.Unauthorized:
                     ctx.Response.StatusCode = 401;
                     ctx.Response.Headers.WWWAuthenticate = challengeFor(name);
                     await WriteErrorAsync(ctx, "UNAUTHORIZED", "authentication required (token expired; injected by the TestKit proxy)").ConfigureAwait(false);
                     break;
-                case FaultKind.Redirect:
-                    var digest = path[(path.LastIndexOf('/') + 1)..];
-                    var signature = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
-                    ctx.Response.StatusCode = 307;
-                    ctx.Response.Headers.Location = $"{CdnBaseUrl}/blobs/{name}/{digest}?X-Amz-Expires=300&X-Amz-Signature={signature}&X-TestKit-Fault={fault.Id}";
-                    break;
                 default:
-                    await ForwardAsync(ctx, kind, fault).ConfigureAwait(false);
+                    faultName = await ForwardAsync(ctx, kind, deferred, name, path, authorization).ConfigureAwait(false);
                     break;
             }
         }
@@ -138,9 +143,13 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         await ctx.Response.WriteAsync(JsonSerializer.Serialize(new { errors = new[] { new { code, message } } })).ConfigureAwait(false);
     }
 
-    private async Task ForwardAsync(HttpContext ctx, RequestKind kind, Fault? fault)
+    /// <summary>Passes the request to the registry; applies <paramref name="candidate"/> if the registry answers 2xx. Returns the fault that fired.</summary>
+    private async Task<string?> ForwardAsync(HttpContext ctx, RequestKind kind, Fault? candidate, string name, string path, string authorization)
     {
-        var request = new HttpRequestMessage(new HttpMethod(ctx.Request.Method), new Uri(upstream, (ctx.Request.Path.Value ?? "/") + ctx.Request.QueryString.Value));
+        bool redirect = candidate?.Kind == FaultKind.Redirect;
+        // A redirect answers in place of the body: ask the registry with HEAD whether it would serve it.
+        var method = redirect ? HttpMethod.Head : new HttpMethod(ctx.Request.Method);
+        var request = new HttpRequestMessage(method, new Uri(upstream, (ctx.Request.Path.Value ?? "/") + ctx.Request.QueryString.Value));
         bool hasBody = ctx.Request.ContentLength > 0 || ctx.Request.Headers.TransferEncoding.Count > 0;
         if (hasBody)
         {
@@ -163,6 +172,47 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         request.Headers.Host = ctx.Request.Host.Value;
 
         using var response = await client.SendAsync(request, ctx.RequestAborted).ConfigureAwait(false);
+
+        Fault? fault = null;
+        string? fired = null;
+        if (candidate is not null && response.IsSuccessStatusCode)
+        {
+            if (candidate.Kind == FaultKind.Unauthorized)
+            {
+                lock (candidate)
+                {
+                    if (candidate.ExpiredAuthorization is null)
+                    {
+                        // This download is cut mid-body and its token "expires" with it.
+                        candidate.ExpiredAuthorization = authorization;
+                        fault = candidate;
+                        fired = "Unauthorized(cut)";
+                    }
+                }
+            }
+            else if (candidate.TryConsume())
+            {
+                fault = candidate;
+                fired = candidate.Kind.ToString();
+                stats.FaultFired(candidate.Kind);
+            }
+        }
+
+        if (fault?.Kind == FaultKind.Redirect)
+        {
+            var digest = path[(path.LastIndexOf('/') + 1)..];
+            var signature = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
+            ctx.Response.StatusCode = 307;
+            ctx.Response.Headers.Location = $"{CdnBaseUrl}/blobs/{name}/{digest}?X-Amz-Expires=300&X-Amz-Signature={signature}&X-TestKit-Fault={fault.Id}";
+            return fired;
+        }
+        if (redirect)
+        {
+            // Not redirected after all (the registry refused, or another request took the last one): the real GET.
+            response.Dispose();
+            return await ForwardAsync(ctx, kind, null, name, path, authorization).ConfigureAwait(false);
+        }
+
         ctx.Response.StatusCode = (int)response.StatusCode;
         foreach (var (key, values) in response.Headers.Concat(response.Content.Headers))
         {
@@ -171,7 +221,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         }
         if (HttpMethods.IsHead(ctx.Request.Method) || response.StatusCode is System.Net.HttpStatusCode.NoContent or System.Net.HttpStatusCode.NotModified)
         {
-            return;
+            return fired;
         }
 
         long bodyStart = 0;
@@ -196,7 +246,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             if (want == 0)
             {
                 await CutAsync(ctx).ConfigureAwait(false);
-                return;
+                return fired;
             }
             int n = await body.ReadAsync(buffer.AsMemory(0, want), ctx.RequestAborted).ConfigureAwait(false);
             if (n == 0) break;
@@ -213,6 +263,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
                 if (due > TimeSpan.Zero) await Task.Delay(due, ctx.RequestAborted).ConfigureAwait(false);
             }
         }
+        return fired;
     }
 
     /// <summary>

@@ -71,7 +71,7 @@ public class DiskImageGeneratorTests
     [InlineData(0.7)]
     public void DataFractionIsTheShareOfClustersHoldingData(double fraction)
     {
-        const int clusters = 2048;
+        const int clusters = 1024;
         var image = Generate(clusters * 65536L, 5, fraction: fraction);
         int data = 0, longestZeroRun = 0, run = 0;
         for (int i = 0; i < clusters; i++)
