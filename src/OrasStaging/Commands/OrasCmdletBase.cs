@@ -61,6 +61,22 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
         }
         finally
         {
+            if (!task.IsCompleted)
+            {
+                // Once the pipeline is stopping, Write* throws here before the work has ended. The work must still
+                // run its cleanup (removing partial files) before the command returns, or a partial file could
+                // outlive it; so cancel it and wait, bounded, for it to unwind.
+                _stop.Cancel();
+                try
+                {
+                    task.Wait(TimeSpan.FromSeconds(60));
+                }
+                catch (AggregateException)
+                {
+                    // Its failure is not news: the command is already ending with another exception.
+                }
+            }
+
             if (progress.Shown && !Stopping)
             {
                 WriteProgress(progress.Completed());
