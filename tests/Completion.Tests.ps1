@@ -60,10 +60,12 @@ Describe 'The exported cmdlets wire the completers' {
         Get-Completion "$Name -Platform linux/arm/" | Should -Be @('linux/arm/v7')
     }
 
-    It '<Name> -Format is an enum, completed by PowerShell itself' -ForEach $FormatCases {
-        $type = (Get-Command $Name).Parameters['Format'].ParameterType
-        ([Nullable]::GetUnderlyingType($type) ?? $type).IsEnum | Should -BeTrue
-        $values = [Enum]::GetNames(([Nullable]::GetUnderlyingType($type) ?? $type))
+    It '<Name> -Format is an enum or a ValidateSet, completed by PowerShell itself' -ForEach $FormatCases {
+        $parameter = (Get-Command $Name).Parameters['Format']
+        $type = [Nullable]::GetUnderlyingType($parameter.ParameterType) ?? $parameter.ParameterType
+        $set = $parameter.Attributes | Where-Object { $_ -is [System.Management.Automation.ValidateSetAttribute] }
+        $values = if ($type.IsEnum) { [Enum]::GetNames($type) } else { @($set.ValidValues) }
+        $values | Should -Not -BeNullOrEmpty -Because 'a fixed list of formats must be completable'
         @(Get-Completion "$Name -Format " | Sort-Object) | Should -Be @($values | Sort-Object)
     }
 }
@@ -141,9 +143,11 @@ Describe '-Reference completion against a real registry (<Auth>)' -ForEach @(
         Get-Completion "Test-OrasReference -Reference oras://$Host_/lab/nothing-here:" | Should -BeNullOrEmpty
     }
 
-    It 'stays anonymous: tags of a private repository are not listed' -Skip:($Auth -ne 'token') {
-        $Registry.privateRepository | Should -Not -BeNullOrEmpty
-        Get-Completion "Test-OrasReference -Reference oras://$Host_/$($Registry.privateRepository):" | Should -BeNullOrEmpty
+    if ($Auth -eq 'token') {
+        It 'stays anonymous: tags of a private repository are not listed' {
+            $Registry.privateRepository | Should -Not -BeNullOrEmpty
+            Get-Completion "Test-OrasReference -Reference oras://$Host_/$($Registry.privateRepository):" | Should -BeNullOrEmpty
+        }
     }
 
     It 'completes through <_> -Reference' -ForEach @($ReferenceCases | ForEach-Object Name) {

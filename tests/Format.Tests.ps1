@@ -126,3 +126,37 @@ Describe 'Format views on the real output types' {
         ($staged | Format-List * | Out-String -Width 250) | Should -Match ([regex]::Escape($LayerDigest))
     }
 }
+
+Describe 'Format views on what the cmdlets output' -Skip:(-not ((Test-Path (Join-Path $PSScriptRoot 'TestKit.psm1')) -and $env:ORASSTAGING_TESTKIT -and (Test-Path $env:ORASSTAGING_TESTKIT))) {
+    BeforeAll {
+        Import-Module (Join-Path $PSScriptRoot 'TestKit.psm1') -Force
+        $script:Registry = Start-TestRegistry
+        $image = New-TestDiskImage -Path (Join-Path $TestDrive 'format-source.raw') -Size 2MB -Seed 11
+        $script:Published = Publish-TestImage -Registry $Registry -Repository 'lab/format' -Tag 'latest' -ImagePath $image.FullName -Title 'format.img.gz'
+        $script:Reference = "oras://$($Registry.registry)/lab/format:latest"
+    }
+
+    AfterAll {
+        Stop-TestRegistry $Registry
+    }
+
+    It 'shows Resolve-OrasImage output with the short digest, human size and title' {
+        $resolved = Resolve-OrasImage $Reference
+        $table = $resolved | Format-Table | Out-String -Width 250
+        $table | Should -Match ([regex]::Escape([OrasStaging.Units]::ShortDigest($Published.digest)))
+        $table | Should -Match ([regex]::Escape([OrasStaging.Units]::Bytes($Published.size)))
+        $table | Should -Match 'format\.img\.gz'
+        $table | Should -Not -Match ([regex]::Escape($Published.digest))
+        ($resolved | Format-List * | Out-String -Width 250) | Should -Match ([regex]::Escape($Published.digest))
+    }
+
+    It 'shows Install-DiskImageFromOras output as Staged, then Skipped, with human sizes' {
+        $target = Join-Path $TestDrive 'format.qcow2'
+        $first = Install-DiskImageFromOras $Reference -Path $target | Format-Table | Out-String -Width 250
+        $first | Should -Match 'Staged'
+        $first | Should -Match ([regex]::Escape([OrasStaging.Units]::Bytes(2MB)))
+        $second = Install-DiskImageFromOras $Reference -Path $target | Format-List | Out-String -Width 250
+        $second | Should -Match 'Status\s*:\s*Skipped'
+        $second | Should -Match 'SkipReason\s*:\s*\S'
+    }
+}

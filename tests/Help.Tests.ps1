@@ -133,9 +133,26 @@ Describe 'Help for <Name>' -ForEach $CmdletCases {
         }
     }
 
+    It 'lists the [OutputType] types as outputs and the by-value pipeline types as inputs' {
+        $outputs = @($Help.returnValues.returnValue | ForEach-Object { $_.type.name })
+        foreach ($type in $Command.OutputType) { $type.Name | Should -BeIn $outputs }
+        $inputs = @($Help.inputTypes.inputType | ForEach-Object { $_.type.name })
+        foreach ($parameter in $CodeParameters | Where-Object { $_.ParameterSets.Values | Where-Object ValueFromPipeline }) {
+            $names = @($parameter.ParameterType.FullName) + @(if ($parameter.ParameterType.IsArray) { $parameter.ParameterType.GetElementType().FullName })
+            @($names | Where-Object { $_ -in $inputs }) | Should -Not -BeNullOrEmpty -Because "-$($parameter.Name) binds from the pipeline by value"
+        }
+    }
+
     It 'has HelpUri pointing at the README section, first among the related links' {
         $Command.HelpUri | Should -Be "https://github.com/safl/OrasStaging#$($Name.ToLowerInvariant())"
         @($Help.relatedLinks.navigationLink)[0].uri | Should -Be $Command.HelpUri
+    }
+
+    It 'has a README section for the HelpUri anchor' {
+        # GitHub's anchor for a heading: lower case, punctuation other than - and _ dropped, spaces as -.
+        $anchors = Get-Content (Join-Path $RepoRoot 'README.md') | Where-Object { $_ -match '^#{1,6} ' } |
+            ForEach-Object { (($_ -replace '^#+\s+', '').Trim().ToLowerInvariant() -replace '[^\w\- ]', '') -replace ' ', '-' }
+        ([uri]$Command.HelpUri).Fragment.TrimStart('#') | Should -BeIn $anchors
     }
 
     It 'renders with -Full, -Examples and -Parameter' {
@@ -177,6 +194,14 @@ Describe 'Help files of the module' {
         foreach ($code in [Enum]::GetNames([OrasStaging.ErrorCode])) {
             $text | Should -Match "\b$code\b" -Because "error id $code needs a troubleshooting entry"
         }
+    }
+
+    It 'names every exported cmdlet in about_OrasStaging, in lines that fit an 80-column console' {
+        $lines = Get-Content (Join-Path $ModuleBase 'en-US/about_OrasStaging.help.txt')
+        foreach ($name in (Get-Command -Module OrasStaging).Name) {
+            ($lines -join "`n") | Should -Match "\b$([regex]::Escape($name))\b"
+        }
+        @($lines | Where-Object { $_.Length -gt 80 }) | Should -BeNullOrEmpty
     }
 
     It 'covers the flow, the stamp and receipt, credentials and WITHCACHE_SERVER in about_OrasStaging' {
@@ -480,6 +505,14 @@ A note.
         $run.ExitCode | Should -Be 1
         $run.Output | Should -Match '1 example\(s\); at least two are required'
         $run.Output | Should -Match 'the synopsis is empty'
+    }
+
+    It 'fails when OUTPUTS misses the [OutputType] or INPUTS misses a by-value pipeline type' {
+        $markdown = $GoodMarkdown -replace '### System.IO.FileInfo', '### System.Object' -replace '### System.String\[\]', '### System.Int32'
+        $run = Invoke-HelpTool @('-ModulePath', $ProbeManifest, '-MarkdownPath', (New-ProbeDocs $markdown), '-OutputPath', (Join-Path $TestDrive 'q/en-US/Probe.dll-Help.xml'))
+        $run.ExitCode | Should -Be 1
+        $run.Output | Should -Match 'declares System.IO.FileInfo, which .## OUTPUTS. does not list'
+        $run.Output | Should -Match '-Path takes System.String\[\] from the pipeline'
     }
 
     It "refuses an output folder that is not exactly 'en-US'" {

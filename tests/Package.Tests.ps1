@@ -116,6 +116,13 @@ Describe 'The package' {
         $Result.ErrorId | Should -Be 'ReferenceInvalid,OrasStaging.Commands.ResolveOrasImageCommand'
     }
 
+    It 'leaves nothing in the working folder (PSResourceGet and NuGet fall back to it when a data folder is missing)' {
+        foreach ($folder in $Work, $RepoRoot) {
+            Join-Path $folder 'NuGet' | Should -Not -Exist
+            Join-Path $folder 'PSResourceGet' | Should -Not -Exist
+        }
+    }
+
     It 'leaves no repository registered' {
         @($Result.RegisteredDuringInstall -like 'OrasStagingTest*').Count | Should -Be 1
         @($Result.RegisteredAfter -like 'OrasStaging*') | Should -BeNullOrEmpty

@@ -47,6 +47,14 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
         Test-Path "$($file.FullName).partial" | Should -BeFalse
     }
 
+    It 'outputs the file with PSPath, so it pipes literally even from a folder named with brackets' {
+        $dest = [IO.Directory]::CreateDirectory((Join-Path $Work 'blobs [1]')).FullName
+        $file = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" -DestinationPath $dest
+        $file.PSPath | Should -BeLike '*FileSystem::*'
+        ($file | Get-Item).FullName | Should -Be (Join-Path $dest $P.title)
+        Get-Sha $file.FullName | Should -Be $P.digest
+    }
+
     It 'takes -Reference (a pinned blob digest) and a file path as destination' {
         $dest = Join-Path (New-Dest 'byref') 'chosen.gz'
         $file = Save-OrasBlob -Reference "oras://$($R.registry)/lab/debian@$($P.digest)" -Destination $dest
@@ -54,7 +62,7 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
         Get-Sha $dest | Should -Be $P.digest
     }
 
-    It 'names a blob without a title <hex>.blob' {
+    It 'names a blob without a title after its digest hex, with .blob' {
         $dest = New-Dest 'notitle'
         $file = Save-OrasBlob "oras://$($R.registry)/lab/debian@$($P.digest)" $dest
         $file.Name | Should -Be ($P.digest.Substring(7) + '.blob')
@@ -140,15 +148,19 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
             $null = $ps.AddScript({
                 param($Module, $Ref, $Dest)
                 Import-Module $Module
-                Save-OrasBlob $Ref $Dest -RetryIntervalSec 30 -MaximumRetryCount 10
+                Save-OrasBlob $Ref $Dest -RetryIntervalSec 30 -MaximumRetryCount 10 -Verbose
             }).AddArgument($env:ORASSTAGING_MODULE).AddArgument($ViaProxy).AddArgument($dest)
             $async = $ps.BeginInvoke()
             $partial = Join-Path $dest "$($P.title).partial"
             $deadline = [DateTime]::UtcNow.AddSeconds(30)
-            while (-not ((Test-Path $partial) -and (Get-Item $partial).Length -ge 200000) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
-            (Get-Item $partial).Length | Should -Be 200000
+            $lost = { @($ps.Streams.Verbose | ForEach-Object Message) -match 'Connection lost' }
+            while (-not (& $lost) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
+            & $lost | Should -Not -BeNullOrEmpty
+            (Get-Item $partial).Length | Should -BeGreaterThan 0
+            # The run now sleeps 30 s before its next retry; Stop must not wait for that.
             $stop = $ps.BeginStop($null, $null)
             $stop.AsyncWaitHandle.WaitOne(10000) | Should -BeTrue
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
             Test-Path $partial | Should -BeTrue
             Test-Path (Join-Path $dest $P.title) | Should -BeFalse
         }

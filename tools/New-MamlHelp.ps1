@@ -354,6 +354,19 @@ function Test-HelpDocument($Doc, $Facts) {
     foreach ($section in 'INPUTS', 'OUTPUTS') {
         if (-not @(Read-TypeList (Get-SectionText $Doc $section))) { Add-Problem "${where}: '## $section' lists no type (use '### None' when there is none)." }
     }
+    # What [OutputType] declares and what binds from the pipeline by value must be listed.
+    $outputs = @(Read-TypeList (Get-SectionText $Doc 'OUTPUTS') | ForEach-Object Type)
+    foreach ($type in $Facts.Command.OutputType) {
+        if ($type.Name -notin $outputs) { Add-Problem "${where}: [OutputType] declares $($type.Name), which '## OUTPUTS' does not list." }
+    }
+    $inputs = @(Read-TypeList (Get-SectionText $Doc 'INPUTS') | ForEach-Object Type)
+    foreach ($parameter in $Facts.Command.Parameters.Values | Where-Object { $_.ParameterSets.Values | Where-Object ValueFromPipeline }) {
+        $type = $parameter.ParameterType
+        $names = @($type.FullName) + @(if ($type.IsArray) { $type.GetElementType().FullName })
+        if (-not ($names | Where-Object { $_ -in $inputs })) {
+            Add-Problem "${where}: -$($parameter.Name) takes $($type.FullName) from the pipeline, which '## INPUTS' does not list."
+        }
+    }
 }
 
 #endregion
@@ -466,10 +479,14 @@ function Write-Command([System.Xml.XmlWriter] $W, $Doc, $Facts) {
     foreach ($example in Read-Examples (Get-SectionText $Doc 'EXAMPLES')) {
         $n++
         $W.WriteStartElement('command', 'example', $NsCommand)
-        $W.WriteElementString('maml', 'title', $NsMaml, "-------------------------- $($example.Title) --------------------------")
+        # Dashes as PowerShell's own help has them, fewer for a long title so the line fits 80 columns.
+        $dashes = '-' * [Math]::Max(3, [Math]::Min(26, [Math]::Floor((76 - $example.Title.Length) / 2)))
+        $W.WriteElementString('maml', 'title', $NsMaml, "$dashes $($example.Title) $dashes")
         $W.WriteElementString('dev', 'code', $NsDev, $example.Code)
         $W.WriteStartElement('dev', 'remarks', $NsDev)
         Write-Paragraphs $W $example.Remarks
+        # An empty paragraph sets the next example's title apart, as in PowerShell's own help.
+        $W.WriteElementString('maml', 'para', $NsMaml, '')
         $W.WriteEndElement()
         $W.WriteEndElement()
     }

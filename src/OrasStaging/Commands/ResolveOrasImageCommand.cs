@@ -53,11 +53,9 @@ public sealed class ResolveOrasImageCommand : OrasCmdletBase
     [ValidateRange(0, 3600)]
     public int RetryIntervalSec { get; set; } = 1;
 
-    /// <summary>-PlainHttp:$true/$false decides; -SkipCertificateCheck alone means TLS; else loopback uses http.</summary>
+    /// <summary>-PlainHttp:$true/$false decides; otherwise the core's default (loopback http unless -SkipCertificateCheck).</summary>
     private bool? PlainHttpChoice() =>
-        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool()
-        : SkipCertificateCheck.IsPresent ? false
-        : null;
+        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool() : null;
 
     protected override void ProcessRecord()
     {

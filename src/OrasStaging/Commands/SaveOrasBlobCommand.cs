@@ -71,11 +71,9 @@ public sealed class SaveOrasBlobCommand : OrasCmdletBase
     [AllowEmptyString]
     public string? CacheServer { get; set; }
 
-    /// <summary>-PlainHttp:$true/$false decides; -SkipCertificateCheck alone means TLS; else loopback uses http.</summary>
+    /// <summary>-PlainHttp:$true/$false decides; otherwise the core's default (loopback http unless -SkipCertificateCheck).</summary>
     private bool? PlainHttpChoice() =>
-        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool()
-        : SkipCertificateCheck.IsPresent ? false
-        : null;
+        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool() : null;
 
     private RegistryOptions Options() => new()
     {
@@ -132,7 +130,9 @@ public sealed class SaveOrasBlobCommand : OrasCmdletBase
         }
 
         var file = RunBlocking((sink, ct) => new RegistryClient(options, sink).DownloadBlobAsync(image, destination, Force.IsPresent, ct));
-        WriteObject(file);
+        // Through the provider, so the FileInfo carries PSPath and pipes into -LiteralPath (names with [ ] stay literal).
+        var items = InvokeProvider.Item.Get(new[] { file.FullName }, false, true);
+        WriteObject(items.Count > 0 ? items[0] : (object)file);
     }
 
     private string DestinationFile(OrasImage image)

@@ -268,34 +268,24 @@ public sealed partial class RegistryClient
                 }
 
                 file.Position = kept;
+                var writer = new OverlappedFileWriter(file, ct);
                 try
                 {
-                    await FetchAsync(image, kept, prefix,
-                        async (buffer, count, token) =>
-                        {
-                            try
-                            {
-                                await file.WriteAsync(buffer.AsMemory(0, count), token).ConfigureAwait(false);
-                            }
-                            finally
-                            {
-                                ArrayPool<byte>.Shared.Return(buffer);
-                            }
-                        },
-                        rewind: token =>
-                        {
-                            file.SetLength(0);
-                            file.Position = 0;
-                            return ValueTask.CompletedTask;
-                        },
-                        null, ct).ConfigureAwait(false);
+                    await FetchAsync(image, kept, prefix, writer.WriteAsync,
+                        rewind: _ => writer.RewindAsync(),
+                        null, ct, beforeVerify: writer.DrainAsync).ConfigureAwait(false);
                     break;
                 }
                 catch (OrasStagingException ex) when (ex.Code == ErrorCode.DigestMismatch && kept > 0 && pass == 0)
                 {
                     // The kept prefix may be what was wrong (a different blob, a torn write); one clean retry.
                     _sink.Verbose($"The kept part of {name}.partial did not verify; downloading it again from the start.");
+                    await writer.DisposeAsync().ConfigureAwait(false);
                     file.SetLength(0);
+                }
+                finally
+                {
+                    await writer.DisposeAsync().ConfigureAwait(false);
                 }
             }
 
@@ -366,7 +356,7 @@ public sealed partial class RegistryClient
     /// against the registry URL after drops and stalls; verifies size and digest at the end.
     /// </summary>
     internal async Task FetchAsync(OrasImage image, long start, IncrementalHash? prefix, BlobWriter write,
-        Func<CancellationToken, ValueTask>? rewind, Action? connected, CancellationToken ct)
+        Func<CancellationToken, ValueTask>? rewind, Action? connected, CancellationToken ct, Func<Task>? beforeVerify = null)
     {
         if (!ImageReference.IsValidDigest(image.Digest))
         {
@@ -513,6 +503,11 @@ public sealed partial class RegistryClient
             }
 
             connected();
+            if (beforeVerify is not null)
+            {
+                await beforeVerify().ConfigureAwait(false);
+            }
+
             string actual = BlobDigest.Format(image.Digest, hash.GetHashAndReset());
             if (actual != image.Digest)
             {

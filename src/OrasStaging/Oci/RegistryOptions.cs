@@ -5,7 +5,7 @@ namespace OrasStaging.Oci;
 /// <summary>How to talk to registries. One shared HttpClient exists per transport-relevant combination.</summary>
 public sealed class RegistryOptions
 {
-    /// <summary>null: loopback hosts use http, every other host https (as oras does).</summary>
+    /// <summary>null: loopback hosts use http (as oras does) unless SkipCertificateCheck is set; every other host https.</summary>
     public bool? PlainHttp { get; set; }
 
     public bool SkipCertificateCheck { get; set; }

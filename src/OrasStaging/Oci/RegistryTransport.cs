@@ -35,16 +35,21 @@ internal sealed class RegistryTransport
     private readonly IOperationSink _sink;
     private readonly CredentialResolver _credentials;
     private readonly TokenCache _tokens;
-    private readonly ConcurrentDictionary<string, AuthChallenge> _challenges = new();
+    // Process-wide, like oras-go's shared cache: Resolve-OrasImage piped into Save-OrasBlob reuses the token.
+    private static readonly TokenCache SharedTokens = new();
+    private static readonly ConcurrentDictionary<string, AuthChallenge> SharedChallenges = new();
+    private readonly ConcurrentDictionary<string, AuthChallenge> _challenges;
     private readonly ConcurrentDictionary<string, RegistryCredential?> _credentialCache = new();
     private readonly ConcurrentDictionary<string, bool> _anonymousOnly = new();
+    private readonly ConcurrentDictionary<string, bool> _warnings = new();
 
     public RegistryTransport(RegistryOptions options, IOperationSink sink, HttpMessageHandler? handler = null, TokenCache? tokens = null)
     {
         _options = options;
         _sink = sink;
         _credentials = new CredentialResolver(options, sink);
-        _tokens = tokens ?? new TokenCache();
+        _tokens = tokens ?? SharedTokens;
+        _challenges = tokens is null ? SharedChallenges : new ConcurrentDictionary<string, AuthChallenge>();
         Http = handler is null ? SharedClient(options.SkipCertificateCheck) : new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
     }
 
@@ -85,7 +90,9 @@ internal sealed class RegistryTransport
         return IPAddress.TryParse(host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip);
     }
 
-    public bool UsesPlainHttp(string registry) => _options.PlainHttp ?? IsLoopbackHost(ImageReference.HostOf(registry));
+    /// <summary>Explicit choice wins; else loopback uses http, unless certificate checks were turned off (TLS is meant).</summary>
+    public bool UsesPlainHttp(string registry) =>
+        _options.PlainHttp ?? (!_options.SkipCertificateCheck && IsLoopbackHost(ImageReference.HostOf(registry)));
 
     public Uri RegistryUri(string registry, string pathAndQuery) =>
         new((UsesPlainHttp(registry) ? "http://" : "https://") + registry + pathAndQuery);
@@ -185,9 +192,17 @@ internal sealed class RegistryTransport
         string scope = $"repository:{request.Repository}:pull";
         var credential = CredentialFor(request.Registry, request.Repository);
         AuthenticationHeaderValue? auth = null;
-        if (_challenges.TryGetValue(request.Registry, out var known))
+        if (_challenges.TryGetValue(request.Registry, out var known) && (known.IsBearer || credential?.Password is not null))
         {
-            auth = await AuthorizeAsync(known, useCache: true).ConfigureAwait(false);
+            try
+            {
+                auth = await AuthorizeAsync(known, useCache: true).ConfigureAwait(false);
+            }
+            catch (OrasStagingException ex) when (ex.Code == ErrorCode.AuthenticationFailed)
+            {
+                // What a registry asked for once is only a guess for this repository; let its own 401 decide.
+                auth = null;
+            }
         }
 
         bool fresh = false;
@@ -286,7 +301,7 @@ internal sealed class RegistryTransport
             }
         }
 
-        string key = $"{realmUri}|{service}|{string.Join(' ', scopes)}|{credential?.Username}";
+        string key = $"{realmUri}|{service}|{string.Join(' ', scopes)}|{CredentialKey(credential)}";
         if (useCache && _tokens.Get(key) is { } cached)
         {
             return new AuthenticationHeaderValue("Bearer", cached);
@@ -299,6 +314,18 @@ internal sealed class RegistryTransport
             (credential is null ? " (anonymous)" : $" as '{credential.Username}'") +
             (expiresIn is { } e ? $", valid {e} s." : "."));
         return new AuthenticationHeaderValue("Bearer", token);
+    }
+
+    /// <summary>Who the token belongs to, without keeping the secret itself in the key.</summary>
+    private static string CredentialKey(RegistryCredential? credential)
+    {
+        if (credential is null)
+        {
+            return string.Empty;
+        }
+
+        byte[] hash = System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(credential.Password ?? credential.IdentityToken ?? string.Empty));
+        return credential.Username + "#" + Convert.ToHexString(hash, 0, 8);
     }
 
     private void EnsureCredentialsAllowed(Uri target, string registry)
@@ -571,7 +598,20 @@ internal sealed class RegistryTransport
                 continue;
             }
 
+            SurfaceWarnings(response, request.Registry);
             return response;
+        }
+    }
+
+    /// <summary>Distribution-spec Warning headers (299) reach the user once each; nothing acts on them.</summary>
+    private void SurfaceWarnings(HttpResponseMessage response, string registry)
+    {
+        foreach (var warning in response.Headers.Warning)
+        {
+            if (warning.Code == 299 && _warnings.TryAdd(registry + "|" + warning.Text, true))
+            {
+                _sink.Warning($"{registry}: {Redaction.Text(warning.Text.Trim('"'))}");
+            }
         }
     }
 

@@ -197,6 +197,19 @@ internal static class Selection
             return null;
         }
 
+        // Names Windows reserves for devices, with or without an extension.
+        string stem = title.Split('.')[0].TrimEnd();
+        if (ReservedNames.Contains(stem))
+        {
+            return null;
+        }
+
         return title;
     }
+
+    private static readonly HashSet<string> ReservedNames = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9",
+        "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    };
 }

@@ -13,7 +13,7 @@ namespace OrasStaging.Tests.Oci;
 /// </summary>
 internal sealed class FakeRegistry : IDisposable
 {
-    private readonly HttpListener _listener = new();
+    private HttpListener _listener = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
 
@@ -22,15 +22,16 @@ internal sealed class FakeRegistry : IDisposable
         for (int tries = 0; ; tries++)
         {
             Port = FreePort();
-            _listener.Prefixes.Clear();
+            _listener = new HttpListener();
             _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
             try
             {
                 _listener.Start();
                 break;
             }
-            catch (HttpListenerException) when (tries < 5)
+            catch (HttpListenerException) when (tries < 20)
             {
+                // The port was taken between probing and binding; a failed Start disposes the listener.
             }
         }
 

@@ -115,6 +115,60 @@ public sealed class ProtocolTests : IDisposable
         Assert.Equal(ErrorCode.ManifestNotFound, missing.Code);
     }
 
+    [Theory]
+    [InlineData("127.0.0.1:5000", null, false, false)]
+    [InlineData("127.0.0.1:5000", null, true, true)]
+    [InlineData("localhost:5000", null, false, false)]
+    [InlineData("[::1]:5000", null, false, false)]
+    [InlineData("ghcr.io", null, false, true)]
+    [InlineData("ghcr.io", true, false, false)]
+    [InlineData("127.0.0.1:5000", false, false, true)]
+    public void Loopback_defaults_to_http_unless_tls_is_meant(string registry, bool? plainHttp, bool skipCertificateCheck, bool https)
+    {
+        var transport = new RegistryTransport(new RegistryOptions { PlainHttp = plainHttp, SkipCertificateCheck = skipCertificateCheck }, _sink);
+        Assert.Equal(https ? "https" : "http", transport.RegistryUri(registry, "/v2/").Scheme);
+    }
+
+    [Fact]
+    public async Task Registry_warnings_are_surfaced_once()
+    {
+        _reg.AddImage("lab/a", "v1", (Nosi, Data(10), "a.img.gz"));
+        _reg.Intercept = ctx =>
+        {
+            ctx.Response.Headers.Add("Warning", "299 - \"this repository is deprecated\"");
+            return false;
+        };
+        var client = Client();
+        await client.ResolveAsync(Ref("lab/a:v1"), new ResolveOptions(), Ct);
+        await client.ResolveAsync(Ref("lab/a:v1"), new ResolveOptions(), Ct);
+        Assert.Equal(new[] { $"{_reg.Host}: this repository is deprecated" }, _sink.Warnings);
+    }
+
+    [Fact]
+    public async Task A_remembered_Basic_challenge_does_not_stop_anonymous_pulls_of_a_public_repository()
+    {
+        _reg.AddImage("lab/private", "v1", (Nosi, Data(10, 1), "p.img.gz"));
+        _reg.AddImage("lab/public", "v1", (Nosi, Data(10, 2), "q.img.gz"));
+        string basic = "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes("u:pw"));
+        _reg.Intercept = ctx =>
+        {
+            if (ctx.Request.Url!.AbsolutePath.StartsWith("/v2/lab/private/", StringComparison.Ordinal) && ctx.Request.Headers["Authorization"] != basic)
+            {
+                ctx.Response.Headers["WWW-Authenticate"] = "Basic realm=\"fake\"";
+                FakeRegistry.WriteStatus(ctx, 401, "UNAUTHORIZED");
+                return true;
+            }
+
+            return false;
+        };
+        var withCredential = Options();
+        withCredential.Credential = new NetworkCredential("u", "pw");
+        Assert.Equal("p.img.gz", (await Client(withCredential).ResolveAsync(Ref("lab/private:v1"), new ResolveOptions(), Ct)).Title);
+        Assert.Equal("q.img.gz", (await Client().ResolveAsync(Ref("lab/public:v1"), new ResolveOptions(), Ct)).Title);
+        var ex = await Assert.ThrowsAsync<OrasStagingException>(() => Client().ResolveAsync(Ref("lab/private:v1"), new ResolveOptions(), Ct));
+        Assert.Equal(ErrorCode.AuthenticationFailed, ex.Code);
+    }
+
     [Fact]
     public async Task Unknown_tag_is_ManifestNotFound()
     {

@@ -129,6 +129,9 @@ public class SelectionTests
     [InlineData("a|b", null)]
     [InlineData("a\u0001b", null)]
     [InlineData(" lead", null)]
+    [InlineData("nul.img.gz", null)]
+    [InlineData("COM1", null)]
+    [InlineData("console.img", "console.img")]
     public void Safe_file_names_from_titles(string title, string? expected) =>
         Assert.Equal(expected, Selection.SafeFileName(title));
 }
@@ -237,5 +240,64 @@ public class RedactionTests
 
         Assert.Contains("https://pkg-containers.githubusercontent.com/ghcr1/blobs/sha256:ab?…", red);
         Assert.Equal("https://cdn.example/x?…", Redaction.Url(new Uri("https://u:p@cdn.example/x?X-Amz-Signature=abc")));
+    }
+}
+
+public class OverlappedFileWriterTests
+{
+    [Fact]
+    public async Task A_failing_disk_surfaces_on_the_producer_instead_of_blocking_it()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            await using var readOnly = new FileStream(path, FileMode.Open, FileAccess.Read);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var writer = new OverlappedFileWriter(readOnly, timeout.Token);
+            var ex = await Record.ExceptionAsync(async () =>
+            {
+                for (int i = 0; i < 100; i++)
+                {
+                    await writer.WriteAsync(System.Buffers.ArrayPool<byte>.Shared.Rent(1024), 1024, timeout.Token);
+                }
+
+                await writer.DrainAsync();
+            });
+            Assert.IsType<NotSupportedException>(ex);
+            Assert.False(timeout.IsCancellationRequested);
+            await writer.DisposeAsync();
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public async Task Rewind_empties_the_file_after_pending_writes()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            await using (var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+            {
+                var writer = new OverlappedFileWriter(file, CancellationToken.None);
+                byte[] a = System.Buffers.ArrayPool<byte>.Shared.Rent(10);
+                a.AsSpan(0, 3).Fill((byte)'a');
+                await writer.WriteAsync(a, 3, default);
+                await writer.RewindAsync();
+                byte[] b = System.Buffers.ArrayPool<byte>.Shared.Rent(10);
+                b.AsSpan(0, 2).Fill((byte)'b');
+                await writer.WriteAsync(b, 2, default);
+                await writer.DrainAsync();
+                await writer.DisposeAsync();
+            }
+
+            Assert.Equal("bb", await File.ReadAllTextAsync(path));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 }
