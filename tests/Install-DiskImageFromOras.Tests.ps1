@@ -455,6 +455,16 @@ disk.path = "{{ local.env.ORASSTAGING_TEST_DISKS }}/freebsd-15.qcow2"
             @(Get-ChildItem $parent -Force).Name | Should -Be @('a-file')
         }
 
+        It 'refuses -GrowBy with -Size before any request' {
+            $target = New-Target
+            Reset-ProxyStats -Registry $Registry
+            $err = $null
+            Install-DiskImageFromOras "${Repo}:latest" -Path $target -GrowBy 1GB -Size 10GB -ErrorVariable err -ErrorAction SilentlyContinue
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+            (Get-ProxyStats -Registry $Registry).totalRequests | Should -Be 0
+            Get-FolderNames $target | Should -BeNullOrEmpty
+        }
+
         It 'refuses a format it cannot stream before any request' {
             $target = New-Target 'disk.vmdk'
             Reset-ProxyStats -Registry $Registry

@@ -161,6 +161,13 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
         string target = name.Length > 0 ? name : reference;
         try
         {
+            if (GrowBy > 0 && Size > 0)
+            {
+                // The writer would refuse this too, but only after the registry was asked.
+                throw new OrasStagingException(ErrorCode.InvalidArgument, "Give either -GrowBy or -Size, not both.",
+                    "Use -GrowBy to add to the image's size, or -Size for an exact virtual size.");
+            }
+
             var parsed = ImageReference.Parse(reference);
             string fullPath = ResolveOutputPath(path);
             string format = TargetFormat.Choose(fullPath, Format?.ToString());
