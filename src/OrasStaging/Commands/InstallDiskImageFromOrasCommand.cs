@@ -15,7 +15,7 @@ namespace OrasStaging.Commands;
 [Cmdlet(VerbsLifecycle.Install, "DiskImageFromOras", DefaultParameterSetName = ReferenceSet,
     SupportsShouldProcess = true, HelpUri = "https://github.com/safl/OrasStaging#install-diskimagefromoras")]
 [OutputType(typeof(StagedImage))]
-public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
+public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
 {
     private const string ReferenceSet = "Reference";
     private const string ConfigSet = "Config";
@@ -66,16 +66,6 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
     [ValidateRange(1, long.MaxValue)]
     public long Size { get; set; }
 
-    [Parameter]
-    [Credential]
-    public PSCredential? Credential { get; set; }
-
-    [Parameter]
-    public SwitchParameter PlainHttp { get; set; }
-
-    [Parameter]
-    public SwitchParameter SkipCertificateCheck { get; set; }
-
     /// <summary>os/arch[/variant] to choose from an index.</summary>
     [Parameter]
     [ArgumentCompleter(typeof(PlatformCompleter))]
@@ -90,14 +80,6 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
     [Parameter]
     [AllowEmptyString]
     public string? CacheServer { get; set; }
-
-    [Parameter]
-    [ValidateRange(0, 100)]
-    public int MaximumRetryCount { get; set; } = 5;
-
-    [Parameter]
-    [ValidateRange(0, 3600)]
-    public int RetryIntervalSec { get; set; } = 1;
 
     /// <summary>A folder where the verified compressed blob is kept by digest, and reused when it is there.</summary>
     [Parameter]
@@ -189,7 +171,7 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
                 LockTimeout = TimeSpan.FromSeconds(TimeoutSec),
             };
 
-            var registryOptions = NewRegistryOptions();
+            var registryOptions = NewRegistryOptions(CacheServer);
             var resolveOptions = NewResolveOptions();
             async Task<T> WithFlow<T>(IOperationSink sink, Func<InstallFlow, Task<T>> work)
             {
@@ -216,16 +198,6 @@ public sealed class InstallDiskImageFromOrasCommand : OrasCmdletBase
             WriteMappedError(ex, target);
         }
     }
-
-    private RegistryOptions NewRegistryOptions() => new()
-    {
-        PlainHttp = PlainHttp.IsPresent ? true : null,
-        SkipCertificateCheck = SkipCertificateCheck,
-        Credential = Credential?.GetNetworkCredential(),
-        CacheServer = CacheServer,
-        MaximumRetryCount = MaximumRetryCount,
-        RetryIntervalSec = RetryIntervalSec,
-    };
 
     private ResolveOptions NewResolveOptions() => new()
     {

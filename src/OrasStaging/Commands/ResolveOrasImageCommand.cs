@@ -10,7 +10,7 @@ namespace OrasStaging.Commands;
 /// </summary>
 [Cmdlet(VerbsDiagnostic.Resolve, "OrasImage", HelpUri = "https://github.com/safl/OrasStaging#resolve-orasimage")]
 [OutputType(typeof(OrasImage))]
-public sealed class ResolveOrasImageCommand : OrasCmdletBase
+public sealed class ResolveOrasImageCommand : RegistryCmdletBase
 {
     /// <summary>oras://host[:port]/name:tag, …@sha256:…, or the same without oras://.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
@@ -34,39 +34,9 @@ public sealed class ResolveOrasImageCommand : OrasCmdletBase
     [SupportsWildcards]
     public string? LayerMediaType { get; set; }
 
-    [Parameter]
-    [Credential]
-    public PSCredential? Credential { get; set; }
-
-    [Parameter]
-    public SwitchParameter SkipCertificateCheck { get; set; }
-
-    /// <summary>Use http (-PlainHttp:$false forces https). Loopback registries use http unless -SkipCertificateCheck is given.</summary>
-    [Parameter]
-    public SwitchParameter PlainHttp { get; set; }
-
-    [Parameter]
-    [ValidateRange(0, 100)]
-    public int MaximumRetryCount { get; set; } = 5;
-
-    [Parameter]
-    [ValidateRange(0, 3600)]
-    public int RetryIntervalSec { get; set; } = 1;
-
-    /// <summary>-PlainHttp:$true/$false decides; otherwise the core's default (loopback http unless -SkipCertificateCheck).</summary>
-    private bool? PlainHttpChoice() =>
-        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool() : null;
-
     protected override void ProcessRecord()
     {
-        var options = new RegistryOptions
-        {
-            PlainHttp = PlainHttpChoice(),
-            SkipCertificateCheck = SkipCertificateCheck.IsPresent,
-            Credential = Credential?.GetNetworkCredential(),
-            MaximumRetryCount = MaximumRetryCount,
-            RetryIntervalSec = RetryIntervalSec,
-        };
+        var options = NewRegistryOptions();
         var resolveOptions = new ResolveOptions { Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType };
         foreach (string text in Reference)
         {

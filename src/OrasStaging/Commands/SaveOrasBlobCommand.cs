@@ -11,7 +11,7 @@ namespace OrasStaging.Commands;
 [Cmdlet(VerbsData.Save, "OrasBlob", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low,
     DefaultParameterSetName = InputObjectSet, HelpUri = "https://github.com/safl/OrasStaging#save-orasblob")]
 [OutputType(typeof(FileInfo))]
-public sealed class SaveOrasBlobCommand : OrasCmdletBase
+public sealed class SaveOrasBlobCommand : RegistryCmdletBase
 {
     private const string InputObjectSet = "InputObject";
     private const string ReferenceSet = "Reference";
@@ -48,46 +48,14 @@ public sealed class SaveOrasBlobCommand : OrasCmdletBase
     [SupportsWildcards]
     public string? LayerMediaType { get; set; }
 
-    [Parameter]
-    [Credential]
-    public PSCredential? Credential { get; set; }
-
-    [Parameter]
-    public SwitchParameter SkipCertificateCheck { get; set; }
-
-    [Parameter]
-    public SwitchParameter PlainHttp { get; set; }
-
-    [Parameter]
-    [ValidateRange(0, 100)]
-    public int MaximumRetryCount { get; set; } = 5;
-
-    [Parameter]
-    [ValidateRange(0, 3600)]
-    public int RetryIntervalSec { get; set; } = 1;
-
     /// <summary>A withcache server (default $WITHCACHE_SERVER); an empty string turns the cache off.</summary>
     [Parameter]
     [AllowEmptyString]
     public string? CacheServer { get; set; }
 
-    /// <summary>-PlainHttp:$true/$false decides; otherwise the core's default (loopback http unless -SkipCertificateCheck).</summary>
-    private bool? PlainHttpChoice() =>
-        MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool() : null;
-
-    private RegistryOptions Options() => new()
-    {
-        PlainHttp = PlainHttpChoice(),
-        SkipCertificateCheck = SkipCertificateCheck.IsPresent,
-        Credential = Credential?.GetNetworkCredential(),
-        MaximumRetryCount = MaximumRetryCount,
-        RetryIntervalSec = RetryIntervalSec,
-        CacheServer = CacheServer,
-    };
-
     protected override void ProcessRecord()
     {
-        var options = Options();
+        var options = NewRegistryOptions(CacheServer);
         if (ParameterSetName == ReferenceSet)
         {
             var resolveOptions = new ResolveOptions { Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType };

@@ -1,0 +1,48 @@
+using System.Management.Automation;
+using OrasStaging.Oci;
+
+namespace OrasStaging.Commands;
+
+/// <summary>
+/// The registry parameters that Resolve-OrasImage, Save-OrasBlob and Install-DiskImageFromOras share, and the one
+/// place that turns them into <see cref="RegistryOptions"/>, so the three cannot drift apart.
+/// </summary>
+public abstract class RegistryCmdletBase : OrasCmdletBase
+{
+    /// <summary>Registry credentials; otherwise docker's config.json, otherwise anonymous.</summary>
+    [Parameter]
+    [Credential]
+    public PSCredential? Credential { get; set; }
+
+    /// <summary>Accept any TLS certificate (as Invoke-WebRequest -SkipCertificateCheck).</summary>
+    [Parameter]
+    public SwitchParameter SkipCertificateCheck { get; set; }
+
+    /// <summary>Use http (-PlainHttp:$false forces https). Loopback registries use http unless -SkipCertificateCheck is given.</summary>
+    [Parameter]
+    public SwitchParameter PlainHttp { get; set; }
+
+    /// <summary>Retries of a failed request (connection errors, stalls, 408, 429, 5xx).</summary>
+    [Parameter]
+    [ValidateRange(0, 100)]
+    public int MaximumRetryCount { get; set; } = 5;
+
+    /// <summary>The base of the exponential backoff between retries, in seconds.</summary>
+    [Parameter]
+    [ValidateRange(0, 3600)]
+    public int RetryIntervalSec { get; set; } = 1;
+
+    /// <summary>
+    /// The options for the registry client. -PlainHttp:$true/$false decides when given; otherwise the core's
+    /// default (loopback http unless -SkipCertificateCheck).
+    /// </summary>
+    protected RegistryOptions NewRegistryOptions(string? cacheServer = null) => new()
+    {
+        PlainHttp = MyInvocation.BoundParameters.ContainsKey(nameof(PlainHttp)) ? PlainHttp.ToBool() : null,
+        SkipCertificateCheck = SkipCertificateCheck.IsPresent,
+        Credential = Credential?.GetNetworkCredential(),
+        MaximumRetryCount = MaximumRetryCount,
+        RetryIntervalSec = RetryIntervalSec,
+        CacheServer = cacheServer,
+    };
+}
