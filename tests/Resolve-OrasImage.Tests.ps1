@@ -97,6 +97,41 @@ Describe 'Resolve-OrasImage (anonymous registry)' {
         $errs[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
     }
 
+    It 'reports a failure the core did not foresee (a manifest that is a JSON array) and goes on with the next reference' {
+        # A tiny loopback "registry" whose only manifest is valid JSON of the wrong shape.
+        $listener = [System.Net.HttpListener]::new()
+        $port = Get-Random -Minimum 20000 -Maximum 60000
+        $listener.Prefixes.Add("http://127.0.0.1:$port/")
+        $listener.Start()
+        $job = Start-ThreadJob -ScriptBlock {
+            param($Listener)
+            while ($Listener.IsListening) {
+                try { $ctx = $Listener.GetContext() } catch { break }
+                $body = [Text.Encoding]::UTF8.GetBytes('[]')
+                if ($ctx.Request.Url.AbsolutePath -like '/v2/*/manifests/*') {
+                    $ctx.Response.ContentType = 'application/vnd.oci.image.manifest.v1+json'
+                }
+                $ctx.Response.ContentLength64 = $body.Length
+                if ($ctx.Request.HttpMethod -ne 'HEAD') { $ctx.Response.OutputStream.Write($body, 0, $body.Length) }
+                $ctx.Response.Close()
+            }
+        } -ArgumentList $listener
+        try {
+            $errs = $null
+            $out = Resolve-OrasImage "oras://127.0.0.1:$port/lab/odd:latest", "oras://$($R.registry)/lab/debian:latest" -ErrorVariable errs -ErrorAction SilentlyContinue
+        }
+        finally {
+            $listener.Stop(); $listener.Close()
+            $job | Wait-Job -Timeout 10 | Out-Null
+            $job | Remove-Job -Force
+        }
+        @($out).Count | Should -Be 1
+        $out.Digest | Should -Be $P.digest
+        $errs.Count | Should -Be 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike "*,$Id"
+        $errs[0].TargetObject | Should -Be "oras://127.0.0.1:$port/lab/odd:latest"
+    }
+
     It 'refuses malformed references with ReferenceInvalid (<Ref>)' -ForEach @(
         @{ Ref = 'oras://127.0.0.1:5000/lab/debian' }
         @{ Ref = 'oras://127.0.0.1:5000/Lab/Debian:latest' }

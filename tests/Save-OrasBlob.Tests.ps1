@@ -170,6 +170,47 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
         Get-Sha $file.FullName | Should -Be $P.digest
     }
 
+    It 'reports a destination under a file as DestinationNotWritable (non-terminating), by -InputObject and -Reference' {
+        $blocker = Join-Path $Work 'afile'
+        Set-Content -LiteralPath $blocker -Value 'not a folder'
+        $image = Resolve-OrasImage "oras://$($R.registry)/lab/debian:latest"
+        $errs = $null
+        $out = $image | Save-OrasBlob -DestinationPath "$blocker/sub/" -ErrorVariable errs -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        $errs.Count | Should -Be 1
+        $errs[0].FullyQualifiedErrorId | Should -Be "DestinationNotWritable,$Id"
+        $errs[0].CategoryInfo.Category | Should -Be 'PermissionDenied'
+        $errs[0].ErrorDetails.RecommendedAction | Should -Not -BeNullOrEmpty
+        $errs = $null
+        $null = Save-OrasBlob -Reference "oras://$($R.registry)/lab/debian:latest" -DestinationPath "$blocker/sub/x.gz" -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs[0].FullyQualifiedErrorId | Should -Be "DestinationNotWritable,$Id"
+    }
+
+    It 'goes on with the next input after one fails to be written' {
+        $a = Publish-TestImage -Registry $R -Repository lab/twoa -Tag latest -ImagePath $Image -Title 'a.raw.gz'
+        $b = Publish-TestImage -Registry $R -Repository lab/twob -Tag latest -ImagePath $Image -Title 'b.raw.gz'
+        $dest = New-Dest 'nextinput'
+        # A folder where the first image's .partial must go: opening it as a file fails with an IO error.
+        $null = New-Item -ItemType Directory -Path (Join-Path $dest 'a.raw.gz.partial')
+        $errs = $null
+        $out = Save-OrasBlob -Reference "oras://$($R.registry)/lab/twoa:latest", "oras://$($R.registry)/lab/twob:latest" -DestinationPath $dest -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs.Count | Should -Be 1
+        $errs[0].FullyQualifiedErrorId | Should -Be "DestinationNotWritable,$Id"
+        @($out).Count | Should -Be 1
+        $out.Name | Should -Be 'b.raw.gz'
+        Get-Sha $out.FullName | Should -Be $b.digest
+    }
+
+    It 'maps a destination on a drive that does not exist to PathNotFound and goes on with the next input' {
+        $images = @(Resolve-OrasImage "oras://$($R.registry)/lab/debian:latest") * 2
+        $errs = $null
+        $out = $images | Save-OrasBlob -DestinationPath 'NoSuchDrive:/x.gz' -ErrorVariable errs -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        $errs.Count | Should -Be 2
+        $errs | ForEach-Object { $_.FullyQualifiedErrorId | Should -Be "PathNotFound,$Id" }
+        $errs[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+    }
+
     It 'refuses a hostile title and writes nothing outside the destination' {
         $hostile = Publish-TestImage -Registry $R -Repository lab/hostile -Tag latest -ImagePath $Image -Title '../../x'
         $dest = New-Dest 'hostile/inner'

@@ -315,6 +315,9 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
         exception switch
         {
             OrasStagingException e => (e.Code.ToString(), CategoryOf(e.Code), e.RecommendedAction),
+            DirectoryNotFoundException or FileNotFoundException or System.Management.Automation.DriveNotFoundException
+                or System.IO.DriveNotFoundException or ItemNotFoundException => (nameof(ErrorCode.PathNotFound), ErrorCategory.ObjectNotFound,
+                "Check the path: every folder in it must exist (or be creatable) and be a folder, not a file."),
             UnauthorizedAccessException => (nameof(ErrorCode.DestinationNotWritable), ErrorCategory.PermissionDenied,
                 "Choose a folder you can write to, or fix its permissions."),
             IOException io when IsDiskFull(io) => (nameof(ErrorCode.InsufficientSpace), ErrorCategory.ResourceUnavailable,
@@ -359,6 +362,14 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
         int code = io.HResult & 0xFFFF;
         return code == 28 || code == 0x70 || code == 0x27;
     }
+
+    /// <summary>
+    /// True for a failure of one pipeline input, which is reported and lets the next input run; false for the
+    /// pipeline being stopped (Ctrl+C), which must end the command.
+    /// </summary>
+    protected bool IsItemFailure(Exception exception) =>
+        exception is not PipelineStoppedException
+        && !(exception is OperationCanceledException && (Stopping || _stop.IsCancellationRequested));
 
     /// <summary>Writes a non-terminating error, and the Azure Pipelines issue line when running there.</summary>
     protected void WriteMappedError(Exception exception, object? target)

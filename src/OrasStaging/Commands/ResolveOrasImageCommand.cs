@@ -50,7 +50,7 @@ public sealed class ResolveOrasImageCommand : RegistryCmdletBase
                 });
                 WriteObject(image);
             }
-            catch (OrasStagingException ex)
+            catch (Exception ex) when (IsItemFailure(ex))
             {
                 WriteMappedError(ex, text);
             }

@@ -67,7 +67,7 @@ public sealed class SaveOrasBlobCommand : RegistryCmdletBase
                     var image = RunBlocking((sink, ct) => new RegistryClient(options, sink).ResolveAsync(reference, resolveOptions, ct));
                     Save(image, options);
                 }
-                catch (OrasStagingException ex)
+                catch (Exception ex) when (IsItemFailure(ex))
                 {
                     WriteMappedError(ex, text);
                 }
@@ -82,7 +82,7 @@ public sealed class SaveOrasBlobCommand : RegistryCmdletBase
             {
                 Save(image, options);
             }
-            catch (OrasStagingException ex)
+            catch (Exception ex) when (IsItemFailure(ex))
             {
                 WriteMappedError(ex, image);
             }

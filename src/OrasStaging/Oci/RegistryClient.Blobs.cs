@@ -234,17 +234,25 @@ public sealed partial class RegistryClient
             }
         }
 
-        Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+        string folder = Path.GetDirectoryName(destination)!;
         string partial = destination + ".partial";
         FileStream file;
         try
         {
+            Directory.CreateDirectory(folder);
             file = new FileStream(partial, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.Asynchronous);
         }
         catch (IOException ex) when (File.Exists(partial) && !CommandsIsDiskFull(ex))
         {
             throw new OrasStagingException(ErrorCode.LockTimeout,
                 $"'{partial}' is in use, probably by another download of the same blob.", "Wait for the other download to finish.", ex);
+        }
+        catch (Exception ex) when (ex is UnauthorizedAccessException || (ex is IOException io && !CommandsIsDiskFull(io)))
+        {
+            // A parent that is a file, a read-only folder, a missing drive: one stable id for "cannot write there".
+            throw new OrasStagingException(ErrorCode.DestinationNotWritable,
+                $"Cannot write '{partial}': {ex.Message}",
+                $"Choose a destination folder you can write to; every part of '{folder}' must be a folder, not a file.", ex);
         }
 
         bool keep = true;
