@@ -211,6 +211,64 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
         $errs[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
     }
 
+    Context 'paths are PowerShell''s, not the process''s' {
+        BeforeEach {
+            $script:Elsewhere = New-Dest "process-cwd-$([guid]::NewGuid().ToString('n'))"
+            $script:OldCwd = [Environment]::CurrentDirectory
+            [Environment]::CurrentDirectory = $Elsewhere
+            $script:Here = New-Dest "location-$([guid]::NewGuid().ToString('n'))"
+            Push-Location -LiteralPath $Here
+        }
+        AfterEach {
+            Pop-Location
+            [Environment]::CurrentDirectory = $OldCwd
+            # Nothing may ever land in the process's current directory.
+            @(Get-ChildItem -LiteralPath $Elsewhere -Recurse -Force).Count | Should -Be 0
+        }
+
+        It 'resolves a relative -DestinationPath (folder and file) and the default against the current location' {
+            $image = Resolve-OrasImage "oras://$($R.registry)/lab/debian:latest"
+            $file = $image | Save-OrasBlob -DestinationPath 'rel/'
+            $file.FullName | Should -Be (Join-Path $Here "rel/$($P.title)")
+            $file = $image | Save-OrasBlob -DestinationPath 'rel2/named.gz'
+            $file.FullName | Should -Be (Join-Path $Here 'rel2/named.gz')
+            Get-Sha $file.FullName | Should -Be $P.digest
+            $file = $image | Save-OrasBlob
+            $file.FullName | Should -Be (Join-Path $Here $P.title)
+        }
+
+        It 'expands ~ to the FileSystem provider''s home' {
+            $provider = Get-PSProvider FileSystem
+            $oldHome = $provider.Home
+            $provider.Home = New-Dest "home-$([guid]::NewGuid().ToString('n'))"
+            try {
+                $file = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" -DestinationPath '~/sub/x.gz'
+                $file.FullName | Should -Be (Join-Path $provider.Home 'sub/x.gz')
+                Get-Sha $file.FullName | Should -Be $P.digest
+            }
+            finally { $provider.Home = $oldHome }
+        }
+
+        It 'writes to a PSDrive path (T:\sub and T:/sub/)' {
+            $root = New-Dest "drive-$([guid]::NewGuid().ToString('n'))"
+            $null = New-PSDrive -Name T -PSProvider FileSystem -Root $root -Scope Global
+            try {
+                $file = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" -DestinationPath 'T:\sub\y.gz'
+                $file.FullName | Should -Be ([IO.Path]::Combine($root, 'sub', 'y.gz'))
+                $file = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" -DestinationPath 'T:/sub/'
+                $file.FullName | Should -Be ([IO.Path]::Combine($root, 'sub', $P.title))
+                Get-Sha $file.FullName | Should -Be $P.digest
+                Push-Location 'T:\'
+                try {
+                    $file = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" -DestinationPath 'fromdrive.gz'
+                    $file.FullName | Should -Be ([IO.Path]::Combine($root, 'fromdrive.gz'))
+                }
+                finally { Pop-Location }
+            }
+            finally { Remove-PSDrive -Name T -Scope Global -Force }
+        }
+    }
+
     It 'refuses a hostile title and writes nothing outside the destination' {
         $hostile = Publish-TestImage -Registry $R -Repository lab/hostile -Tag latest -ImagePath $Image -Title '../../x'
         $dest = New-Dest 'hostile/inner'
