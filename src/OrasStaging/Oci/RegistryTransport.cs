@@ -370,9 +370,10 @@ internal sealed class RegistryTransport
             EnsureCredentialsAllowed(request.Uri, request.Registry);
         }
 
+        bool oauthPost = credential?.IdentityToken is not null;
         for (int attempt = 0; ; attempt++)
         {
-            using var message = BuildTokenRequest(realm, service, scopes, credential);
+            using var message = BuildTokenRequest(realm, service, scopes, credential, oauthPost);
             HttpResponseMessage response;
             try
             {
@@ -392,6 +393,15 @@ internal sealed class RegistryTransport
 
             using (response)
             {
+                if (oauthPost && response.StatusCode == HttpStatusCode.NotFound)
+                {
+                    // Token services older than the OAuth2 endpoint answer 404 to the POST; they take the GET.
+                    _sink.Verbose($"The token service {realm.Host} does not take the OAuth2 POST (HTTP 404); asking with GET.");
+                    oauthPost = false;
+                    attempt--;
+                    continue;
+                }
+
                 if (RetryPolicy.IsTransient(response.StatusCode) && attempt < _options.MaximumRetryCount)
                 {
                     var delay = RetryPolicy.ParseRetryAfter(response.Headers.RetryAfter, DateTimeOffset.UtcNow)
@@ -425,9 +435,9 @@ internal sealed class RegistryTransport
         }
     }
 
-    private static HttpRequestMessage BuildTokenRequest(Uri realm, string service, List<string> scopes, RegistryCredential? credential)
+    private static HttpRequestMessage BuildTokenRequest(Uri realm, string service, List<string> scopes, RegistryCredential? credential, bool oauthPost)
     {
-        if (credential?.IdentityToken is { } refresh)
+        if (oauthPost && credential?.IdentityToken is { } refresh)
         {
             var form = new List<KeyValuePair<string, string>>
             {
@@ -456,7 +466,8 @@ internal sealed class RegistryTransport
         var builder = new UriBuilder(realm) { Query = query.ToString() };
         var get = new HttpRequestMessage(HttpMethod.Get, builder.Uri);
         get.Headers.UserAgent.ParseAdd(UserAgent);
-        if (credential?.Password is { } password)
+        // On the GET, a refresh token goes where docker's token services take it: as the Basic password.
+        if (credential is not null && (credential.Password ?? credential.IdentityToken) is { } password)
         {
             get.Headers.Authorization = new AuthenticationHeaderValue("Basic",
                 Convert.ToBase64String(Encoding.UTF8.GetBytes(credential.Username + ":" + password)));
