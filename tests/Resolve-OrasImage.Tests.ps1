@@ -99,10 +99,14 @@ Describe 'Resolve-OrasImage (anonymous registry)' {
 
     It 'reports a failure the core did not foresee (a manifest that is a JSON array) and goes on with the next reference' {
         # A tiny loopback "registry" whose only manifest is valid JSON of the wrong shape.
-        $listener = [System.Net.HttpListener]::new()
-        $port = Get-Random -Minimum 20000 -Maximum 60000
-        $listener.Prefixes.Add("http://127.0.0.1:$port/")
-        $listener.Start()
+        # A random port may be taken (other helpers' servers share the machine): try a few.
+        for ($try = 0; ; $try++) {
+            $listener = [System.Net.HttpListener]::new()
+            $port = Get-Random -Minimum 20000 -Maximum 60000
+            $listener.Prefixes.Add("http://127.0.0.1:$port/")
+            try { $listener.Start(); break }
+            catch { if ($try -ge 20) { throw } }
+        }
         $job = Start-ThreadJob -ScriptBlock {
             param($Listener)
             while ($Listener.IsListening) {

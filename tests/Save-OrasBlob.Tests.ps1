@@ -283,10 +283,14 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
     Context 'withcache' {
         BeforeAll {
             # A loopback stand-in for the withcache server: /b/<key>/<basename> from a dictionary, 404 otherwise.
-            $script:CacheListener = [System.Net.HttpListener]::new()
-            $port = Get-Random -Minimum 20000 -Maximum 60000
-            $CacheListener.Prefixes.Add("http://127.0.0.1:$port/")
-            $CacheListener.Start()
+            # A random port may be taken (other servers share the machine): try a few.
+            for ($try = 0; ; $try++) {
+                $script:CacheListener = [System.Net.HttpListener]::new()
+                $port = Get-Random -Minimum 20000 -Maximum 60000
+                $CacheListener.Prefixes.Add("http://127.0.0.1:$port/")
+                try { $CacheListener.Start(); break }
+                catch { if ($try -ge 20) { throw } }
+            }
             $script:CacheUrl = "http://127.0.0.1:$port"
             $script:CacheFiles = [System.Collections.Concurrent.ConcurrentDictionary[string, string]]::new()
             $script:CacheLog = [System.Collections.Concurrent.ConcurrentQueue[string]]::new()
