@@ -455,6 +455,41 @@ disk.path = "{{ local.env.ORASSTAGING_TEST_DISKS }}/freebsd-15.qcow2"
             @(Get-ChildItem $parent -Force).Name | Should -Be @('a-file')
         }
 
+        It 'refuses a -ConfigPath that is <Case> with <Id> (<Category>) and a recommended action' -TestCases @(
+            @{ Case = 'a folder'; Id = 'PathNotFound'; Category = 'ObjectNotFound' }
+            @{ Case = 'missing'; Id = 'PathNotFound'; Category = 'ObjectNotFound' }
+            @{ Case = 'held exclusively by another handle'; Id = 'ConfigInvalid'; Category = 'InvalidData' }
+            @{ Case = 'malformed TOML'; Id = 'ConfigInvalid'; Category = 'InvalidData' }
+        ) {
+            $folder = Split-Path (New-Target)
+            $config = Join-Path $folder 'cijoe.toml'
+            $lock = $null
+            switch ($Case) {
+                'a folder' { $config = $folder }
+                'missing' { }
+                'held exclusively by another handle' {
+                    Set-Content $config "[system-imaging.images.a]`noras.url = `"${Repo}:latest`"`ndisk.path = `"$folder/a.qcow2`"`n"
+                    $lock = [IO.FileStream]::new($config, 'Open', 'ReadWrite', 'None')
+                }
+                'malformed TOML' { Set-Content $config "[system-imaging.images.a`noras.url = " }
+            }
+            $record = $null
+            try {
+                Install-DiskImageFromOras -ConfigPath $config -ErrorAction Stop
+            }
+            catch {
+                $record = $_
+            }
+            finally {
+                if ($lock) { $lock.Dispose() }
+            }
+            $record | Should -Not -BeNullOrEmpty
+            $record.FullyQualifiedErrorId | Should -Be "$Id,OrasStaging.Commands.InstallDiskImageFromOrasCommand"
+            $record.CategoryInfo.Category | Should -Be $Category
+            $record.ErrorDetails.RecommendedAction | Should -Not -BeNullOrEmpty
+            @(Get-ChildItem $folder -Force -Exclude 'cijoe.toml').Count | Should -Be 0
+        }
+
         It 'refuses -GrowBy with -Size before any request' {
             $target = New-Target
             Reset-ProxyStats -Registry $Registry

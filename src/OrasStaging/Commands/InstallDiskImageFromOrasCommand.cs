@@ -104,8 +104,9 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
                 string config = ResolveOutputPath(ConfigPath);
                 images = RunBlocking((sink, _) => Task.FromResult(CijoeConfig.Read(config, Include, Exclude, sink)));
             }
-            catch (OrasStagingException ex)
+            catch (Exception ex) when (ex is not PipelineStoppedException)
             {
+                // Without a readable config there is nothing to stage: terminating, but always with a stable id.
                 ThrowMappedError(ex, ConfigPath);
                 return;
             }
