@@ -490,6 +490,18 @@ disk.path = "{{ local.env.ORASSTAGING_TEST_DISKS }}/freebsd-15.qcow2"
             @(Get-ChildItem $folder -Force -Exclude 'cijoe.toml').Count | Should -Be 0
         }
 
+        It 'refuses a -KeepBlob folder that cannot be created with DestinationNotWritable' {
+            $target = New-Target
+            $parent = Split-Path $target
+            Set-Content (Join-Path $parent 'a-file') 'x'
+            $err = $null
+            Install-DiskImageFromOras "${Repo}:latest" -Path $target -KeepBlob (Join-Path $parent 'a-file') -ErrorVariable err -ErrorAction SilentlyContinue
+            $err.Count | Should -Be 1
+            $err[0].FullyQualifiedErrorId | Should -Be 'DestinationNotWritable,OrasStaging.Commands.InstallDiskImageFromOrasCommand'
+            $err[0].ErrorDetails.RecommendedAction | Should -Not -BeNullOrEmpty
+            @(Get-ChildItem $parent -Force).Name | Should -Be @('a-file')
+        }
+
         It 'refuses -GrowBy with -Size before any request' {
             $target = New-Target
             Reset-ProxyStats -Registry $Registry

@@ -353,7 +353,7 @@ internal sealed class InstallFlow
         if (keepBlobTo is not null)
         {
             string keepFolder = Path.GetDirectoryName(keepBlobTo.PathFor(layer.Digest))!;
-            Directory.CreateDirectory(keepFolder);
+            CreateFolder(keepFolder);
             if (AvailableSpace(keepFolder) is { } keepFree && keepFree < layer.Size + SpaceMargin)
             {
                 throw new OrasStagingException(ErrorCode.InsufficientSpace,

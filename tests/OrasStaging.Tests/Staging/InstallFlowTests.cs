@@ -383,6 +383,20 @@ public class InstallFlowTests
         Assert.Equal(new[] { "file" }, dir.Files());
     }
 
+    [Fact]
+    public async Task AKeepBlobFolderThatCannotBeCreatedIsDestinationNotWritable()
+    {
+        using var dir = new TempFolder();
+        File.WriteAllText(Path.Combine(dir.Path, "file"), "x");
+        var source = new FakeSource(Blob());
+        var ex = await Assert.ThrowsAsync<OrasStagingException>(() =>
+            Run(source, Request(Path.Combine(dir.Path, "disk.img"), keep: Path.Combine(dir.Path, "file"))));
+        Assert.Equal(ErrorCode.DestinationNotWritable, ex.Code);
+        Assert.Contains("file", ex.Message);
+        Assert.Equal(0, source.Opens);
+        Assert.Equal(new[] { "file" }, dir.Files().Where(f => !f.EndsWith(".lock", StringComparison.Ordinal)));
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow.AddSeconds(10);
