@@ -426,6 +426,61 @@ disk.path = "{{ local.env.ORASSTAGING_TEST_DISKS }}/freebsd-15.qcow2"
         }
     }
 
+    Context 'progress' {
+        It 'pipeline input gets an overall bar that counts the images, without a percentage, with each image under it' {
+            $folder = Split-Path (New-Target)
+            $ps = [powershell]::Create()
+            try {
+                $null = $ps.AddScript({
+                    param($ModulePath, $Items)
+                    Import-Module $ModulePath
+                    $ProgressPreference = 'Continue'
+                    $Items | Install-DiskImageFromOras
+                }).AddArgument($ModulePath).AddArgument(@(
+                    [pscustomobject]@{ Name = 'one'; Url = "${Repo}:latest"; Path = (Join-Path $folder 'one.qcow2') }
+                    [pscustomobject]@{ Name = 'two'; Url = "${Repo}:other"; Path = (Join-Path $folder 'two.qcow2') }
+                ))
+                $async = $ps.BeginInvoke()
+                $async.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(120)) | Should -BeTrue -Because 'the install is bounded'
+                $results = @($ps.EndInvoke($async))
+                $ps.Streams.Error | Should -BeNullOrEmpty
+                $results.Name | Should -Be @('one', 'two')
+
+                $progress = @($ps.Streams.Progress)
+                $overall = @($progress | Where-Object ActivityId -EQ 1)
+                @($overall | Where-Object RecordType -EQ 'Processing').StatusDescription | Should -Be @('Image 1: one', 'Image 2: two')
+                @($overall | Where-Object RecordType -EQ 'Processing').PercentComplete | Should -Be @(-1, -1)
+                $overall[-1].RecordType | Should -Be 'Completed'
+                $images = @($progress | Where-Object ActivityId -EQ 2)
+                $images.Count | Should -BeGreaterThan 0
+                $images.ParentActivityId | Sort-Object -Unique | Should -Be 1
+            }
+            finally {
+                $ps.Dispose()
+            }
+        }
+
+        It 'a single image given as arguments shows no overall bar' {
+            $target = New-Target
+            $ps = [powershell]::Create()
+            try {
+                $null = $ps.AddScript({
+                    param($ModulePath, $Reference, $Target)
+                    Import-Module $ModulePath
+                    Install-DiskImageFromOras $Reference -Path $Target
+                }).AddArgument($ModulePath).AddArgument("${Repo}:latest").AddArgument($target)
+                $async = $ps.BeginInvoke()
+                $async.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(120)) | Should -BeTrue -Because 'the install is bounded'
+                @($ps.EndInvoke($async)).Count | Should -Be 1
+                @($ps.Streams.Progress | Where-Object ActivityId -EQ 1) | Should -BeNullOrEmpty
+                @($ps.Streams.Progress | Where-Object ActivityId -EQ 2).ParentActivityId | Sort-Object -Unique | Should -Be -1
+            }
+            finally {
+                $ps.Dispose()
+            }
+        }
+    }
+
     Context 'bad input' {
         It 'refuses <Case> with <Id> and leaves nothing behind' -TestCases @(
             @{ Case = 'a malformed reference'; Reference = 'oras://127.0.0.1:1/UPPER/Case:tag'; Id = 'ReferenceInvalid' }
