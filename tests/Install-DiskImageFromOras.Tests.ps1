@@ -426,6 +426,59 @@ disk.path = "{{ local.env.ORASSTAGING_TEST_DISKS }}/freebsd-15.qcow2"
         }
     }
 
+    Context 'paths from PowerShell''s location' {
+        BeforeEach {
+            # The process's current directory is elsewhere, so a path resolved against it would land there.
+            $script:Location = Split-Path (New-Target)
+            $script:ProcessDir = Split-Path (New-Target)
+            $script:SavedCwd = [Environment]::CurrentDirectory
+            [Environment]::CurrentDirectory = $ProcessDir
+            Push-Location $Location
+        }
+
+        AfterEach {
+            Pop-Location
+            [Environment]::CurrentDirectory = $SavedCwd
+            Remove-PSDrive T -ErrorAction Ignore
+        }
+
+        It 'a relative -Path and -KeepBlob land under the Set-Location folder' {
+            $null = New-Item -ItemType Directory (Join-Path $Location 'sub')
+            $result = Install-DiskImageFromOras "${Repo}:latest" -Path 'sub/disk.qcow2' -KeepBlob 'keep'
+            $result.Path | Should -Be (Join-Path $Location 'sub/disk.qcow2')
+            Assert-Staged (Join-Path $Location 'sub/disk.qcow2')
+            Test-Path (Join-Path $Location "keep/sha256/$($Pub.digest -replace '^sha256:')") | Should -BeTrue
+            @(Get-ChildItem $ProcessDir -Force) | Should -BeNullOrEmpty
+        }
+
+        It 'a relative -ConfigPath, and disk.path in it, are taken from the Set-Location folder' {
+            @"
+[system-imaging.images.one]
+oras.url = "${Repo}:latest"
+disk.path = "one.qcow2"
+"@ | Set-Content (Join-Path $Location 'cijoe.toml')
+            $result = @(Install-DiskImageFromOras -ConfigPath 'cijoe.toml')
+            $result.Name | Should -Be 'one'
+            $result.Path | Should -Be (Join-Path $Location 'one.qcow2')
+            Assert-Identical (Join-Path $Location 'one.qcow2')
+            [IO.File]::ReadAllText((Join-Path $Location 'one.qcow2.digest')) | Should -BeExactly $Pub.digest
+            Test-Path (Join-Path $Location 'one.qcow2.oras.json') | Should -BeTrue
+            @(Get-ChildItem $ProcessDir -Force) | Should -BeNullOrEmpty
+        }
+
+        It 'a PSDrive path lands in the drive''s root folder' {
+            $root = Split-Path (New-Target)
+            $null = New-PSDrive -Name T -PSProvider FileSystem -Root $root -Scope Global
+            $result = Install-DiskImageFromOras "${Repo}:latest" -Path 'T:/disk.qcow2' -KeepBlob 'T:/keep'
+            $result.Path | Should -Be (Join-Path $root 'disk.qcow2')
+            Test-Path (Join-Path $root 'keep/sha256') | Should -BeTrue
+            Remove-Item (Join-Path $root 'keep') -Recurse -Force
+            Assert-Staged (Join-Path $root 'disk.qcow2')
+            @(Get-ChildItem $ProcessDir -Force) | Should -BeNullOrEmpty
+            @(Get-ChildItem $Location -Force) | Should -BeNullOrEmpty
+        }
+    }
+
     Context 'progress' {
         It 'pipeline input gets an overall bar that counts the images, without a percentage, with each image under it' {
             $folder = Split-Path (New-Target)
