@@ -55,10 +55,11 @@ public sealed class ConvertDiskImageCommand : OrasCmdletBase
         bool literal = ParameterSetName == LiteralPathSet;
         foreach (string input in ResolveInputPaths(literal ? LiteralPath : Path, literal))
         {
-            string destination = ResolveOutputPath(DestinationPath);
+            string destination;
             DiskWriteOptions options;
             try
             {
+                destination = ResolveOutputPath(DestinationPath);
                 options = new DiskWriteOptions
                 {
                     Format = Format ?? FormatFromExtension(destination),

@@ -231,8 +231,26 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
     /// Resolves a path that may not exist yet against PowerShell's current location (not the process's),
     /// honouring <c>~</c> and PSDrives.
     /// </summary>
-    protected string ResolveOutputPath(string path) =>
-        SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+    protected string ResolveOutputPath(string path)
+    {
+        string resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo provider, out _);
+        RequireFileSystem(provider, path);
+        return resolved;
+    }
+
+    /// <summary>
+    /// Only the FileSystem provider yields paths that .NET can open; any other provider's path (Variable:, Env:,
+    /// Registry) would otherwise be taken as a relative file name under the process's current directory.
+    /// </summary>
+    private static void RequireFileSystem(ProviderInfo provider, string path)
+    {
+        if (!string.Equals(provider.Name, "FileSystem", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new OrasStagingException(ErrorCode.InvalidArgument,
+                $"'{path}' is a {provider.Name} path, not a file system path.",
+                "Give a path on a file system drive.");
+        }
+    }
 
     /// <summary>
     /// Resolves input paths: wildcards for <c>-Path</c>, taken literally for <c>-LiteralPath</c>. A path that
@@ -244,7 +262,31 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
         {
             if (literal)
             {
-                string resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+                string resolved;
+                try
+                {
+                    resolved = ResolveOutputPath(path);
+                }
+                catch (OrasStagingException ex)
+                {
+                    resolved = string.Empty;
+                    WriteError(CreateErrorRecord(ex, path));
+                }
+
+                if (resolved.Length == 0)
+                {
+                    continue;
+                }
+
+                if (Directory.Exists(resolved))
+                {
+                    WriteError(CreateErrorRecord(
+                        new OrasStagingException(ErrorCode.InvalidArgument, $"'{resolved}' is a folder, not a file.",
+                            "Give the path of a file."),
+                        path));
+                    continue;
+                }
+
                 if (!File.Exists(resolved))
                 {
                     WriteError(CreateErrorRecord(
@@ -262,7 +304,12 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
             ErrorRecord? error = null;
             try
             {
-                found = GetResolvedProviderPathFromPSPath(path, out _);
+                found = GetResolvedProviderPathFromPSPath(path, out ProviderInfo provider);
+                RequireFileSystem(provider, path);
+            }
+            catch (OrasStagingException ex)
+            {
+                error = CreateErrorRecord(ex, path);
             }
             catch (ItemNotFoundException ex)
             {
@@ -287,7 +334,18 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
                 continue;
             }
 
-            foreach (string item in found)
+            // A wildcard that also matches folders means the files among them; a folder named outright is a mistake.
+            var files = found.Where(item => !Directory.Exists(item)).ToList();
+            if (files.Count == 0)
+            {
+                WriteError(CreateErrorRecord(
+                    new OrasStagingException(ErrorCode.InvalidArgument, $"'{path}' matches only folders, not files.",
+                        "Give the path of a file, or a wildcard that matches files."),
+                    path));
+                continue;
+            }
+
+            foreach (string item in files)
             {
                 yield return item;
             }
@@ -366,7 +424,7 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
         var record = CreateErrorRecord(exception, target);
         if (InAzurePipelines)
         {
-            Host.UI.WriteLine($"##vso[task.logissue type=error]{exception.Message}");
+            Host.UI.WriteLine($"##vso[task.logissue type=error]{EscapeVso(exception.Message)}");
         }
 
         WriteError(record);
@@ -378,11 +436,18 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
         var record = CreateErrorRecord(exception, target);
         if (InAzurePipelines)
         {
-            Host.UI.WriteLine($"##vso[task.logissue type=error]{exception.Message}");
+            Host.UI.WriteLine($"##vso[task.logissue type=error]{EscapeVso(exception.Message)}");
         }
 
         ThrowTerminatingError(record);
     }
+
+    /// <summary>
+    /// A logging command is one line: Azure Pipelines' escapes keep a multi-line message (qemu-img's output, say)
+    /// inside the one issue instead of spilling into the log as plain lines.
+    /// </summary>
+    internal static string EscapeVso(string message) =>
+        message.Replace("%", "%AZP25").Replace("\r", "%0D").Replace("\n", "%0A");
 
     #endregion
 }
