@@ -6,7 +6,6 @@
 BeforeDiscovery {
     Import-Module $env:ORASSTAGING_MODULE -Force
     $script:TestKitModule = Join-Path $PSScriptRoot 'TestKit.psm1'
-    $script:HasTestKit = (Test-Path $TestKitModule) -and $env:ORASSTAGING_TESTKIT -and (Test-Path $env:ORASSTAGING_TESTKIT)
     $exported = @(Get-Command -Module OrasStaging -CommandType Cmdlet)
     $script:ReferenceCases = @($exported | Where-Object { $_.Parameters.ContainsKey('Reference') } | ForEach-Object { @{ Name = $_.Name } })
     $script:PlatformCases = @($exported | Where-Object { $_.Parameters.ContainsKey('Platform') } | ForEach-Object { @{ Name = $_.Name } })
@@ -105,8 +104,7 @@ Describe '-Reference completion when the registry cannot answer' {
 Describe '-Reference completion against a real registry (<Auth>)' -ForEach @(
     @{ Auth = 'anonymous' }
     @{ Auth = 'token' }
-) -Skip:(-not $HasTestKit) {
-    # Skipped until tests/TestKit.psm1 (h/testkit) is on main.
+) {
     BeforeAll {
         Import-Module (Join-Path $PSScriptRoot 'TestKit.psm1') -Force
         $script:Registry = Start-TestRegistry -Auth $Auth

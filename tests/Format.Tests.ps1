@@ -3,7 +3,7 @@
 # hidden from Format-List *.
 
 BeforeDiscovery {
-    # The -Skip conditions below are evaluated at discovery; the output types exist only once the module is loaded.
+    # The output types are named in the tests below; they exist once the module is loaded.
     Import-Module $env:ORASSTAGING_MODULE -Force
 }
 
@@ -103,8 +103,7 @@ Describe 'Format views' {
 }
 
 Describe 'Format views on the real output types' {
-    It 'OrasStaging.OrasImage has every property the views read, and renders' -Skip:(-not ('OrasStaging.OrasImage' -as [type])) {
-        # Skipped until Resolve-OrasImage's output type lands on main.
+    It 'OrasStaging.OrasImage has every property the views read, and renders' {
         $type = 'OrasStaging.OrasImage' -as [type]
         foreach ($name in Get-ViewProperties 'OrasStaging.OrasImage') { $type.GetProperty($name) | Should -Not -BeNullOrEmpty -Because "the views read $name" }
         $image = New-RealObject $type $ImageValues
@@ -115,8 +114,7 @@ Describe 'Format views on the real output types' {
         ($image | Format-List * | Out-String -Width 250) | Should -Match ([regex]::Escape($LayerDigest))
     }
 
-    It 'OrasStaging.StagedImage has every property the views read, and renders' -Skip:(-not ('OrasStaging.StagedImage' -as [type])) {
-        # Skipped until Install-DiskImageFromOras's output type lands on main.
+    It 'OrasStaging.StagedImage has every property the views read, and renders' {
         $type = 'OrasStaging.StagedImage' -as [type]
         foreach ($name in Get-ViewProperties 'OrasStaging.StagedImage') { $type.GetProperty($name) | Should -Not -BeNullOrEmpty -Because "the views read $name" }
         $staged = New-RealObject $type $StagedValues
@@ -127,7 +125,7 @@ Describe 'Format views on the real output types' {
     }
 }
 
-Describe 'Format views on what the cmdlets output' -Skip:(-not ((Test-Path (Join-Path $PSScriptRoot 'TestKit.psm1')) -and $env:ORASSTAGING_TESTKIT -and (Test-Path $env:ORASSTAGING_TESTKIT))) {
+Describe 'Format views on what the cmdlets output' {
     BeforeAll {
         Import-Module (Join-Path $PSScriptRoot 'TestKit.psm1') -Force
         $script:Registry = Start-TestRegistry

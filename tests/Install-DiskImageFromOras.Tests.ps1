@@ -426,6 +426,114 @@ disk.path = "{{ local.env.ORASSTAGING_TEST_DISKS }}/freebsd-15.qcow2"
         }
     }
 
+    Context 'paths from PowerShell''s location' {
+        BeforeEach {
+            # The process's current directory is elsewhere, so a path resolved against it would land there.
+            $script:Location = Split-Path (New-Target)
+            $script:ProcessDir = Split-Path (New-Target)
+            $script:SavedCwd = [Environment]::CurrentDirectory
+            [Environment]::CurrentDirectory = $ProcessDir
+            Push-Location $Location
+        }
+
+        AfterEach {
+            Pop-Location
+            [Environment]::CurrentDirectory = $SavedCwd
+            Remove-PSDrive T -ErrorAction Ignore
+        }
+
+        It 'a relative -Path and -KeepBlob land under the Set-Location folder' {
+            $null = New-Item -ItemType Directory (Join-Path $Location 'sub')
+            $result = Install-DiskImageFromOras "${Repo}:latest" -Path 'sub/disk.qcow2' -KeepBlob 'keep'
+            $result.Path | Should -Be (Join-Path $Location 'sub/disk.qcow2')
+            Assert-Staged (Join-Path $Location 'sub/disk.qcow2')
+            Test-Path (Join-Path $Location "keep/sha256/$($Pub.digest -replace '^sha256:')") | Should -BeTrue
+            @(Get-ChildItem $ProcessDir -Force) | Should -BeNullOrEmpty
+        }
+
+        It 'a relative -ConfigPath, and disk.path in it, are taken from the Set-Location folder' {
+            @"
+[system-imaging.images.one]
+oras.url = "${Repo}:latest"
+disk.path = "one.qcow2"
+"@ | Set-Content (Join-Path $Location 'cijoe.toml')
+            $result = @(Install-DiskImageFromOras -ConfigPath 'cijoe.toml')
+            $result.Name | Should -Be 'one'
+            $result.Path | Should -Be (Join-Path $Location 'one.qcow2')
+            Assert-Identical (Join-Path $Location 'one.qcow2')
+            [IO.File]::ReadAllText((Join-Path $Location 'one.qcow2.digest')) | Should -BeExactly $Pub.digest
+            Test-Path (Join-Path $Location 'one.qcow2.oras.json') | Should -BeTrue
+            @(Get-ChildItem $ProcessDir -Force) | Should -BeNullOrEmpty
+        }
+
+        It 'a PSDrive path lands in the drive''s root folder' {
+            $root = Split-Path (New-Target)
+            $null = New-PSDrive -Name T -PSProvider FileSystem -Root $root -Scope Global
+            $result = Install-DiskImageFromOras "${Repo}:latest" -Path 'T:/disk.qcow2' -KeepBlob 'T:/keep'
+            $result.Path | Should -Be (Join-Path $root 'disk.qcow2')
+            Test-Path (Join-Path $root 'keep/sha256') | Should -BeTrue
+            Remove-Item (Join-Path $root 'keep') -Recurse -Force
+            Assert-Staged (Join-Path $root 'disk.qcow2')
+            @(Get-ChildItem $ProcessDir -Force) | Should -BeNullOrEmpty
+            @(Get-ChildItem $Location -Force) | Should -BeNullOrEmpty
+        }
+    }
+
+    Context 'progress' {
+        It 'pipeline input gets an overall bar that counts the images, without a percentage, with each image under it' {
+            $folder = Split-Path (New-Target)
+            $ps = [powershell]::Create()
+            try {
+                $null = $ps.AddScript({
+                    param($ModulePath, $Items)
+                    Import-Module $ModulePath
+                    $ProgressPreference = 'Continue'
+                    $Items | Install-DiskImageFromOras
+                }).AddArgument($ModulePath).AddArgument(@(
+                    [pscustomobject]@{ Name = 'one'; Url = "${Repo}:latest"; Path = (Join-Path $folder 'one.qcow2') }
+                    [pscustomobject]@{ Name = 'two'; Url = "${Repo}:other"; Path = (Join-Path $folder 'two.qcow2') }
+                ))
+                $async = $ps.BeginInvoke()
+                $async.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(120)) | Should -BeTrue -Because 'the install is bounded'
+                $results = @($ps.EndInvoke($async))
+                $ps.Streams.Error | Should -BeNullOrEmpty
+                $results.Name | Should -Be @('one', 'two')
+
+                $progress = @($ps.Streams.Progress)
+                $overall = @($progress | Where-Object ActivityId -EQ 1)
+                @($overall | Where-Object RecordType -EQ 'Processing').StatusDescription | Should -Be @('Image 1: one', 'Image 2: two')
+                @($overall | Where-Object RecordType -EQ 'Processing').PercentComplete | Should -Be @(-1, -1)
+                $overall[-1].RecordType | Should -Be 'Completed'
+                $images = @($progress | Where-Object ActivityId -EQ 2)
+                $images.Count | Should -BeGreaterThan 0
+                $images.ParentActivityId | Sort-Object -Unique | Should -Be 1
+            }
+            finally {
+                $ps.Dispose()
+            }
+        }
+
+        It 'a single image given as arguments shows no overall bar' {
+            $target = New-Target
+            $ps = [powershell]::Create()
+            try {
+                $null = $ps.AddScript({
+                    param($ModulePath, $Reference, $Target)
+                    Import-Module $ModulePath
+                    Install-DiskImageFromOras $Reference -Path $Target
+                }).AddArgument($ModulePath).AddArgument("${Repo}:latest").AddArgument($target)
+                $async = $ps.BeginInvoke()
+                $async.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(120)) | Should -BeTrue -Because 'the install is bounded'
+                @($ps.EndInvoke($async)).Count | Should -Be 1
+                @($ps.Streams.Progress | Where-Object ActivityId -EQ 1) | Should -BeNullOrEmpty
+                @($ps.Streams.Progress | Where-Object ActivityId -EQ 2).ParentActivityId | Sort-Object -Unique | Should -Be -1
+            }
+            finally {
+                $ps.Dispose()
+            }
+        }
+    }
+
     Context 'bad input' {
         It 'refuses <Case> with <Id> and leaves nothing behind' -TestCases @(
             @{ Case = 'a malformed reference'; Reference = 'oras://127.0.0.1:1/UPPER/Case:tag'; Id = 'ReferenceInvalid' }
@@ -452,6 +560,53 @@ disk.path = "{{ local.env.ORASSTAGING_TEST_DISKS }}/freebsd-15.qcow2"
             $err = $null
             Install-DiskImageFromOras "${Repo}:latest" -Path (Join-Path $parent 'a-file/sub/disk.qcow2') -ErrorVariable err -ErrorAction SilentlyContinue
             $err[0].FullyQualifiedErrorId | Should -BeLike 'DestinationNotWritable,*'
+            @(Get-ChildItem $parent -Force).Name | Should -Be @('a-file')
+        }
+
+        It 'refuses a -ConfigPath that is <Case> with <Id> (<Category>) and a recommended action' -TestCases @(
+            @{ Case = 'a folder'; Id = 'PathNotFound'; Category = 'ObjectNotFound' }
+            @{ Case = 'missing'; Id = 'PathNotFound'; Category = 'ObjectNotFound' }
+            @{ Case = 'held exclusively by another handle'; Id = 'ConfigInvalid'; Category = 'InvalidData' }
+            @{ Case = 'malformed TOML'; Id = 'ConfigInvalid'; Category = 'InvalidData' }
+        ) {
+            $folder = Split-Path (New-Target)
+            $config = Join-Path $folder 'cijoe.toml'
+            $lock = $null
+            switch ($Case) {
+                'a folder' { $config = $folder }
+                'missing' { }
+                'held exclusively by another handle' {
+                    Set-Content $config "[system-imaging.images.a]`noras.url = `"${Repo}:latest`"`ndisk.path = `"$folder/a.qcow2`"`n"
+                    $lock = [IO.FileStream]::new($config, 'Open', 'ReadWrite', 'None')
+                }
+                'malformed TOML' { Set-Content $config "[system-imaging.images.a`noras.url = " }
+            }
+            $record = $null
+            try {
+                Install-DiskImageFromOras -ConfigPath $config -ErrorAction Stop
+            }
+            catch {
+                $record = $_
+            }
+            finally {
+                if ($lock) { $lock.Dispose() }
+            }
+            $record | Should -Not -BeNullOrEmpty
+            $record.FullyQualifiedErrorId | Should -Be "$Id,OrasStaging.Commands.InstallDiskImageFromOrasCommand"
+            $record.CategoryInfo.Category | Should -Be $Category
+            $record.ErrorDetails.RecommendedAction | Should -Not -BeNullOrEmpty
+            @(Get-ChildItem $folder -Force -Exclude 'cijoe.toml').Count | Should -Be 0
+        }
+
+        It 'refuses a -KeepBlob folder that cannot be created with DestinationNotWritable' {
+            $target = New-Target
+            $parent = Split-Path $target
+            Set-Content (Join-Path $parent 'a-file') 'x'
+            $err = $null
+            Install-DiskImageFromOras "${Repo}:latest" -Path $target -KeepBlob (Join-Path $parent 'a-file') -ErrorVariable err -ErrorAction SilentlyContinue
+            $err.Count | Should -Be 1
+            $err[0].FullyQualifiedErrorId | Should -Be 'DestinationNotWritable,OrasStaging.Commands.InstallDiskImageFromOrasCommand'
+            $err[0].ErrorDetails.RecommendedAction | Should -Not -BeNullOrEmpty
             @(Get-ChildItem $parent -Force).Name | Should -Be @('a-file')
         }
 

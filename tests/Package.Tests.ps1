@@ -111,8 +111,7 @@ Describe 'The package' {
         $Result.FormatViews | Should -BeGreaterOrEqual 2
     }
 
-    It 'runs a cmdlet from the installed module' -Skip:(-not ((Import-PowerShellDataFile $env:ORASSTAGING_MODULE).CmdletsToExport -contains 'Resolve-OrasImage')) {
-        # Skipped until Resolve-OrasImage lands on main.
+    It 'runs a cmdlet from the installed module' {
         $Result.ErrorId | Should -Be 'ReferenceInvalid,OrasStaging.Commands.ResolveOrasImageCommand'
     }
 

@@ -22,6 +22,8 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
     private const int OverallActivityId = 1;
     private const int ImageActivityId = 2;
 
+    private int _pipelineCount;
+
     /// <summary>oras://host[:port]/name:tag, @sha256:&lt;manifest digest&gt; or @sha256:&lt;layer blob digest&gt;.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ReferenceSet)]
     [Alias("Url")]
@@ -104,8 +106,9 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
                 string config = ResolveOutputPath(ConfigPath);
                 images = RunBlocking((sink, _) => Task.FromResult(CijoeConfig.Read(config, Include, Exclude, sink)));
             }
-            catch (OrasStagingException ex)
+            catch (Exception ex) when (ex is not PipelineStoppedException)
             {
+                // Without a readable config there is nothing to stage: terminating, but always with a stable id.
                 ThrowMappedError(ex, ConfigPath);
                 return;
             }
@@ -135,7 +138,27 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
             return;
         }
 
-        StageOne(Name ?? string.Empty, Reference, Path, -1);
+        if (!MyInvocation.ExpectingInput)
+        {
+            StageOne(Name ?? string.Empty, Reference, Path, -1);
+            return;
+        }
+
+        // Pipeline input: the total is unknown until the input ends, so the overall bar counts without a
+        // percentage, and each image's bar sits under it as with -ConfigPath.
+        _pipelineCount++;
+        WriteProgress(new ProgressRecord(OverallActivityId, "Installing disk images",
+            $"Image {_pipelineCount}: {(string.IsNullOrEmpty(Name) ? Reference : Name)}"));
+        StageOne(Name ?? string.Empty, Reference, Path, OverallActivityId);
+    }
+
+    protected override void EndProcessing()
+    {
+        if (_pipelineCount > 0)
+        {
+            WriteProgress(new ProgressRecord(OverallActivityId, "Installing disk images", $"Done: {_pipelineCount} image(s)")
+                { RecordType = ProgressRecordType.Completed });
+        }
     }
 
     private void StageOne(string name, string reference, string path, int parentActivityId)

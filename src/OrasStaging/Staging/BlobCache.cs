@@ -209,7 +209,7 @@ internal sealed class VerifyingStream : Stream
         {
             throw new OrasStagingException(ErrorCode.DigestMismatch,
                 $"The kept blob for {_digest} hashes to {actual}; it is damaged.",
-                "Delete it from the -KeepBlob folder (or use -Force) and run again.");
+                "Run again: a damaged kept blob is removed and downloaded anew (-Force also bypasses it).");
         }
     }
 

@@ -25,25 +25,46 @@ internal static class CijoeConfig
     {
         environment ??= Environment.GetEnvironmentVariable;
         string text;
+        if (Directory.Exists(configPath))
+        {
+            // Reading a folder fails as "access denied", which would send the user to fix permissions.
+            throw new OrasStagingException(ErrorCode.PathNotFound, $"'{configPath}' is a folder, not a config file.",
+                "Give -ConfigPath the path of the cijoe .toml file itself.");
+        }
+
         try
         {
             text = File.ReadAllText(configPath);
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
-            throw new OrasStagingException(ErrorCode.PathNotFound, $"Cannot find the config file '{configPath}'.", null, ex);
+            throw new OrasStagingException(ErrorCode.PathNotFound, $"Cannot find the config file '{configPath}'.",
+                "Check the path; a relative one is taken from PowerShell's current location.", ex);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Security.SecurityException)
+        {
+            throw new OrasStagingException(ErrorCode.ConfigInvalid, $"Cannot read the config file '{configPath}': {ex.Message}",
+                "Make the file readable by this user (and not held open exclusively by another process).", ex);
         }
 
+        const string syntaxAction = "Fix the syntax; the file is read as TOML 1.1.";
         TomlTable root;
         try
         {
             root = TomlSerializer.Deserialize<TomlTable>(text)
-                ?? throw new OrasStagingException(ErrorCode.ConfigInvalid, $"'{configPath}' is empty.");
+                ?? throw new OrasStagingException(ErrorCode.ConfigInvalid, $"'{configPath}' is empty.",
+                    "Add [system-imaging.images.<name>] entries with oras.url and disk.path.");
         }
-        catch (TomlException ex)
+        catch (OrasStagingException)
         {
+            throw;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        {
+            // Tomlyn reports most syntax errors as TomlException, but some malformed input surfaces as other
+            // exception types; all of them mean the same to the user.
             throw new OrasStagingException(ErrorCode.ConfigInvalid, $"'{configPath}' is not valid TOML: {ex.Message}",
-                "Fix the syntax; the file is read as TOML 1.1.", ex);
+                syntaxAction, ex);
         }
 
         if (!TryTable(root, "system-imaging", out var imaging) || !TryTable(imaging, "images", out var images))

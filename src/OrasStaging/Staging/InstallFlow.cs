@@ -135,7 +135,9 @@ internal sealed class InstallFlow
         RemoveStalePartials(request.Path);
 
         var cache = request.KeepBlob is { } keepFolder ? new BlobCache(keepFolder) : null;
-        bool fromCache = cache is not null && cache.Contains(layer.Digest);
+        // -Force means "do not trust what is on disk", and that includes a kept blob: it is downloaded again and
+        // the kept copy replaced.
+        bool fromCache = !request.Force && cache is not null && cache.Contains(layer.Digest);
         CheckFreeSpace(folder, layer, keepBlobTo: cache is not null && !fromCache ? cache : null);
 
         string partial = $"{request.Path}.{AtomicFile.RandomToken()}.partial";
@@ -209,6 +211,19 @@ internal sealed class InstallFlow
         catch (Exception ex)
         {
             AtomicFile.TryDelete(partial);
+            if (fromCache && ex is OrasStagingException { Code: ErrorCode.DigestMismatch } damaged)
+            {
+                // A kept blob that rotted would fail every later run the same way; without it the next run
+                // downloads and keeps a verified copy again.
+                string kept = cache!.PathFor(layer.Digest);
+                AtomicFile.TryDelete(kept);
+                throw File.Exists(kept)
+                    ? new OrasStagingException(ErrorCode.DigestMismatch, damaged.Message,
+                        $"Delete '{kept}' and run again; the blob is then downloaded from the registry.", ex)
+                    : new OrasStagingException(ErrorCode.DigestMismatch, damaged.Message + " It was removed.",
+                        "Run again; the blob is downloaded from the registry and kept again.", ex);
+            }
+
             if (ex is IOException io && IsDiskFull(io))
             {
                 throw new OrasStagingException(ErrorCode.InsufficientSpace,
@@ -338,7 +353,7 @@ internal sealed class InstallFlow
         if (keepBlobTo is not null)
         {
             string keepFolder = Path.GetDirectoryName(keepBlobTo.PathFor(layer.Digest))!;
-            Directory.CreateDirectory(keepFolder);
+            CreateFolder(keepFolder);
             if (AvailableSpace(keepFolder) is { } keepFree && keepFree < layer.Size + SpaceMargin)
             {
                 throw new OrasStagingException(ErrorCode.InsufficientSpace,

@@ -71,6 +71,37 @@ public class CijoeConfigTests
     }
 
     [Fact]
+    public void AFolderAnUnreadableFileAndMalformedTomlAreMappedErrors()
+    {
+        using var dir = new TempFolder();
+        var folder = Assert.Throws<OrasStagingException>(() => CijoeConfig.Read(dir.Path, null, null, new ListSink()));
+        Assert.Equal(ErrorCode.PathNotFound, folder.Code);
+        Assert.Contains("folder", folder.Message);
+        Assert.NotNull(folder.RecommendedAction);
+
+        // A file another handle holds exclusively cannot be read (FileShare.None is enforced on Unix too).
+        string locked = Path.Combine(dir.Path, "locked.toml");
+        File.WriteAllText(locked, Config);
+        using (new FileStream(locked, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            var unreadable = Assert.Throws<OrasStagingException>(() => CijoeConfig.Read(locked, null, null, new ListSink()));
+            Assert.Equal(ErrorCode.ConfigInvalid, unreadable.Code);
+            Assert.NotNull(unreadable.RecommendedAction);
+        }
+
+        foreach (string bad in new[] { "[x\nfoo = ", "a = 1\na = 2\n", "\u0000\u0001", "[system-imaging.images]\nx = [1, \"a\"\n" })
+        {
+            var ex = Assert.Throws<OrasStagingException>(() => Read(bad));
+            Assert.Equal(ErrorCode.ConfigInvalid, ex.Code);
+            Assert.NotNull(ex.RecommendedAction);
+        }
+
+        var empty = Assert.Throws<OrasStagingException>(() => Read(""));
+        Assert.Equal(ErrorCode.ConfigInvalid, empty.Code);
+        Assert.NotNull(empty.RecommendedAction);
+    }
+
+    [Fact]
     public void OrasWithoutDiskPathIsAConfigError()
     {
         var ex = Assert.Throws<OrasStagingException>(() => Read("[system-imaging.images.a]\noras.url = \"oras://r/x:1\"\n"));

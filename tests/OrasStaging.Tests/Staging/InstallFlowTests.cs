@@ -290,6 +290,46 @@ public class InstallFlowTests
             Run(new FakeSource(blob), Request(Path.Combine(dir.Path, "b.img"), keep: keep)));
         Assert.Equal(ErrorCode.DigestMismatch, ex.Code);
         Assert.False(File.Exists(Path.Combine(dir.Path, "b.img")));
+        Assert.False(File.Exists(kept));
+        Assert.Contains("Run again", ex.RecommendedAction);
+
+        // The next run downloads the blob again, stages the image and keeps a verified copy.
+        var again = new FakeSource(blob);
+        await Run(again, Request(Path.Combine(dir.Path, "b.img"), keep: keep));
+        Assert.Equal(1, again.Opens);
+        Assert.Equal(blob, File.ReadAllBytes(Path.Combine(dir.Path, "b.img")));
+        Assert.Equal(blob, File.ReadAllBytes(kept));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ForceBypassesADamagedOrTruncatedKeptBlob(bool truncate)
+    {
+        using var dir = new TempFolder();
+        string keep = Path.Combine(dir.Path, "blobs");
+        byte[] blob = Blob();
+        var source = new FakeSource(blob);
+        await Run(source, Request(Path.Combine(dir.Path, "a.img"), keep: keep));
+        string kept = Path.Combine(keep, "sha256", source.Digest["sha256:".Length..]);
+        byte[] rotten = File.ReadAllBytes(kept);
+        if (truncate)
+        {
+            rotten = rotten[..(rotten.Length / 2)];
+        }
+        else
+        {
+            rotten[7] ^= 1;
+        }
+
+        File.WriteAllBytes(kept, rotten);
+
+        var forced = new FakeSource(blob);
+        var result = await Run(forced, Request(Path.Combine(dir.Path, "a.img"), force: true, keep: keep));
+        Assert.False(result.Skipped);
+        Assert.Equal(1, forced.Opens);
+        Assert.Equal(blob, File.ReadAllBytes(Path.Combine(dir.Path, "a.img")));
+        Assert.Equal(blob, File.ReadAllBytes(kept));
     }
 
     [Fact]
@@ -341,6 +381,20 @@ public class InstallFlowTests
             Run(new FakeSource(Blob()), Request(Path.Combine(dir.Path, "file", "sub", "disk.img"))));
         Assert.Equal(ErrorCode.DestinationNotWritable, ex.Code);
         Assert.Equal(new[] { "file" }, dir.Files());
+    }
+
+    [Fact]
+    public async Task AKeepBlobFolderThatCannotBeCreatedIsDestinationNotWritable()
+    {
+        using var dir = new TempFolder();
+        File.WriteAllText(Path.Combine(dir.Path, "file"), "x");
+        var source = new FakeSource(Blob());
+        var ex = await Assert.ThrowsAsync<OrasStagingException>(() =>
+            Run(source, Request(Path.Combine(dir.Path, "disk.img"), keep: Path.Combine(dir.Path, "file"))));
+        Assert.Equal(ErrorCode.DestinationNotWritable, ex.Code);
+        Assert.Contains("file", ex.Message);
+        Assert.Equal(0, source.Opens);
+        Assert.Equal(new[] { "file" }, dir.Files().Where(f => !f.EndsWith(".lock", StringComparison.Ordinal)));
     }
 
     private static async Task WaitUntil(Func<bool> condition)
