@@ -55,6 +55,15 @@ Describe 'Input and output paths' {
         $err[0].FullyQualifiedErrorId | Should -Be 'InvalidArgument,OrasStaging.Commands.ConvertDiskImageCommand'
     }
 
+    It 'reports a destination on a missing drive as PathNotFound and goes on with the next input' {
+        $err = $null
+        $out = 'disk.img.gz', 'disk.img.gz' | Convert-DiskImage -DestinationPath 'NoSuchDrive:/x.qcow2' -ErrorVariable err -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        @($err).Count | Should -Be 2
+        $err[0].FullyQualifiedErrorId | Should -Be 'PathNotFound,OrasStaging.Commands.ConvertDiskImageCommand'
+        $err[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+    }
+
     It 'takes only the files a wildcard matches, not the folders' {
         $out = Expand-DiskImage -Path 'disk.img.g*' -DestinationPath (Join-Path $Work 'wild.img') -ErrorVariable err -ErrorAction SilentlyContinue
         @($out).Count | Should -Be 1

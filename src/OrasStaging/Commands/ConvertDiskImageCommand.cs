@@ -70,7 +70,7 @@ public sealed class ConvertDiskImageCommand : OrasCmdletBase
                 };
                 DestinationFile.CheckDestination(destination, Force);
             }
-            catch (OrasStagingException ex)
+            catch (Exception ex) when (IsItemFailure(ex))
             {
                 WriteMappedError(ex, input);
                 continue;
@@ -86,11 +86,7 @@ public sealed class ConvertDiskImageCommand : OrasCmdletBase
                 RunBlocking((sink, ct) => DestinationFile.WriteAsync(destination, Force,
                     temp => DiskImageConverter.ConvertFileAsync(input, temp, options, sink, ct)));
             }
-            catch (PipelineStoppedException)
-            {
-                throw;
-            }
-            catch (Exception ex)
+            catch (Exception ex) when (IsItemFailure(ex))
             {
                 WriteMappedError(ex, input);
                 continue;

@@ -46,7 +46,7 @@ public sealed class ExpandDiskImageCommand : OrasCmdletBase
                 destination = Destination(input);
                 DestinationFile.CheckDestination(destination, Force);
             }
-            catch (OrasStagingException ex)
+            catch (Exception ex) when (IsItemFailure(ex))
             {
                 WriteMappedError(ex, input);
                 continue;
@@ -62,11 +62,7 @@ public sealed class ExpandDiskImageCommand : OrasCmdletBase
                 RunBlocking((sink, ct) => DestinationFile.WriteAsync(destination, Force,
                     temp => DiskImageConverter.ExpandFileAsync(input, temp, sink, ct, System.IO.Path.GetFileName(destination))));
             }
-            catch (PipelineStoppedException)
-            {
-                throw;
-            }
-            catch (Exception ex)
+            catch (Exception ex) when (IsItemFailure(ex))
             {
                 WriteMappedError(ex, input);
                 continue;

@@ -106,7 +106,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
                 string config = ResolveOutputPath(ConfigPath);
                 images = RunBlocking((sink, _) => Task.FromResult(CijoeConfig.Read(config, Include, Exclude, sink)));
             }
-            catch (Exception ex) when (ex is not PipelineStoppedException)
+            catch (Exception ex) when (IsItemFailure(ex))
             {
                 // Without a readable config there is nothing to stage: terminating, but always with a stable id.
                 ThrowMappedError(ex, ConfigPath);
@@ -215,7 +215,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
             var result = RunBlocking((sink, ct) => WithFlow(sink, flow => flow.RunAsync(request, ct)), ImageActivityId, parentActivityId);
             WriteObject(result);
         }
-        catch (Exception ex) when (ex is not PipelineStoppedException)
+        catch (Exception ex) when (IsItemFailure(ex))
         {
             // One image failing does not stop the others.
             WriteMappedError(ex, target);
