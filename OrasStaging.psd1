@@ -18,7 +18,7 @@
             Tags         = @('oras', 'oci', 'registry', 'qcow2', 'vhd', 'disk-image', 'qemu', 'cijoe', 'PSEdition_Core', 'Linux', 'Windows', 'MacOS')
             ProjectUri   = 'https://github.com/safl/OrasStaging'
             LicenseUri   = 'https://github.com/safl/OrasStaging/blob/main/LICENSE'
-            ReleaseNotes = '0.1.0: first release. Binary module skeleton with help (en-US MAML and about_OrasStaging), format views and argument completers. Full notes: https://github.com/safl/OrasStaging/blob/main/CHANGELOG.md'
+            ReleaseNotes = '0.1.0: first release. Resolve-OrasImage, Save-OrasBlob, Expand-DiskImage, Convert-DiskImage and Install-DiskImageFromOras: a first-class OCI pull client (reactive auth, resume, retries, digest verification) and native one-pass qcow2, sparse raw and fixed VHD writers, with help, format views and completion. Full notes: https://github.com/safl/OrasStaging/blob/main/CHANGELOG.md'
         }
     }
 }
