@@ -49,7 +49,13 @@ function Invoke-Native {
 
 function Install-Prerequisite {
     # The tests and the demo need a real OCI registry and qemu-img (to verify images, not to make them).
+    # The benchmark also runs the seed pipeline (curl) and measures peak memory with GNU time.
+    param([switch] $ForBench)
     $missing = @()
+    if ($ForBench) {
+        if (-not (Get-Command curl -ErrorAction Ignore)) { $missing += 'curl' }
+        if (-not (Test-Path '/usr/bin/time')) { $missing += 'time' }
+    }
     if (-not (Test-Path '/usr/bin/docker-registry') -and -not (Get-Command docker-registry -ErrorAction Ignore)) {
         $missing += 'docker-registry'
     }
@@ -191,7 +197,7 @@ switch ($Task) {
         if ($failed -gt 0 -or $passed -eq 0) { exit 1 }
     }
     'Bench' {
-        Install-Prerequisite
+        Install-Prerequisite -ForBench
         Invoke-Build
         Invoke-TestKitBuild
         & (Join-Path $Root 'tools/Invoke-Benchmark.ps1') -ModulePath (Join-Path $ModuleOut "$ModuleName.psd1") -TestKitPath (Join-Path $TestKitOut 'OrasStaging.TestKit.dll')
