@@ -9,7 +9,7 @@ namespace OrasStaging.Compression;
 /// that state private (GZipStream._deflateStream._inflater.Finished()), so it is read by reflection, which the
 /// tests pin for the runtimes pwsh 7.4+ ships on.
 /// </summary>
-internal sealed class TruncationCheckedGZipStream : Stream
+internal sealed class TruncationCheckedGZipStream : ForwardReadStream
 {
     private static readonly FieldInfo? DeflateField =
         typeof(GZipStream).GetField("_deflateStream", BindingFlags.NonPublic | BindingFlags.Instance);
@@ -25,8 +25,6 @@ internal sealed class TruncationCheckedGZipStream : Stream
     /// <summary>True when this runtime lets us see the inflater's state; false means truncation goes unseen.</summary>
     public static bool CanCheck => DeflateField is not null && InflaterField is not null
         && InflaterField.FieldType.GetMethod("Finished", BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance, Type.EmptyTypes) is not null;
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -85,14 +83,4 @@ internal sealed class TruncationCheckedGZipStream : Stream
 
         base.Dispose(disposing);
     }
-
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }

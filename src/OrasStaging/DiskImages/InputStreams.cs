@@ -4,7 +4,7 @@ namespace OrasStaging.DiskImages;
 /// The caller's input, counted, with its own failures remembered: a decoder may wrap or swallow them, and the
 /// download's DigestMismatch (or any other input failure) must reach the caller unchanged.
 /// </summary>
-internal sealed class CountingStream : Stream
+internal sealed class CountingStream : ForwardReadStream
 {
     private readonly Stream _inner;
     private long _count;
@@ -14,8 +14,6 @@ internal sealed class CountingStream : Stream
     public long Count => Interlocked.Read(ref _count);
 
     public Exception? Fault { get; private set; }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -34,19 +32,11 @@ internal sealed class CountingStream : Stream
         return n;
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
     public override long Position { get => Count; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>Replays the sniffed bytes, then reads on: sniffing must not need a seekable input.</summary>
-internal sealed class PrefixedStream : Stream
+internal sealed class PrefixedStream : ForwardReadStream
 {
     private readonly byte[] _prefix;
     private readonly Stream _inner;
@@ -58,8 +48,6 @@ internal sealed class PrefixedStream : Stream
         _prefix = prefix;
         _inner = inner;
     }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -77,15 +65,6 @@ internal sealed class PrefixedStream : Stream
         return read;
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-
     /// <summary>Bytes read so far; SharpCompress's xz reader uses it to align block padding.</summary>
     public override long Position { get => _position; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }

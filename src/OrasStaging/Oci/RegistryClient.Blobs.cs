@@ -57,7 +57,7 @@ public sealed partial class RegistryClient
     }
 
     /// <summary>The consumer side of the pipe: hashing and resume happen in the producer, ahead of the reader.</summary>
-    private sealed class VerifiedBlobStream : Stream
+    private sealed class VerifiedBlobStream : ForwardReadStream
     {
         private readonly ChannelReader<(byte[] Buffer, int Count)> _reader;
         private readonly CancellationTokenSource _stop;
@@ -77,17 +77,9 @@ public sealed partial class RegistryClient
             _length = length;
         }
 
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
         public override long Length => _length;
 
         public override long Position { get => _position; set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
         {
@@ -173,12 +165,6 @@ public sealed partial class RegistryClient
         public override void Flush()
         {
         }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {

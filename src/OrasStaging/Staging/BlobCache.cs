@@ -52,7 +52,7 @@ internal sealed class BlobCache
 }
 
 /// <summary>Copies what it reads into <c>&lt;final&gt;.&lt;random&gt;.partial</c>; <see cref="Commit"/> renames it once the end was read.</summary>
-internal sealed class TeeStream : Stream
+internal sealed class TeeStream : ForwardReadStream
 {
     private readonly Stream _source;
     private readonly string _final;
@@ -68,8 +68,6 @@ internal sealed class TeeStream : Stream
         _partial = $"{final}.{AtomicFile.RandomToken()}.partial";
         _copy = new FileStream(_partial, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
     }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -129,32 +127,10 @@ internal sealed class TeeStream : Stream
 
         base.Dispose(disposing);
     }
-
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override void Flush() { }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>Hashes what passes through and throws DigestMismatch at the end when it does not match.</summary>
-internal sealed class VerifyingStream : Stream
+internal sealed class VerifyingStream : ForwardReadStream
 {
     private readonly Stream _source;
     private readonly string _digest;
@@ -169,8 +145,6 @@ internal sealed class VerifyingStream : Stream
             ?? throw new OrasStagingException(ErrorCode.DigestMismatch, $"The digest algorithm of '{digest}' is not supported.");
         _hash = IncrementalHash.CreateHash(algorithm);
     }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -223,26 +197,4 @@ internal sealed class VerifyingStream : Stream
 
         base.Dispose(disposing);
     }
-
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override void Flush() { }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }

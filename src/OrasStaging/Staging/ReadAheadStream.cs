@@ -8,7 +8,7 @@ namespace OrasStaging.Staging;
 /// blob overlap with decoding and writing the image instead of taking turns on one thread. Bounded: at most
 /// <c>depth</c> chunks are in flight, so memory stays flat however fast the network is.
 /// </summary>
-internal sealed class ReadAheadStream : Stream
+internal sealed class ReadAheadStream : ForwardReadStream
 {
     private readonly Stream _source;
     private readonly Channel<(byte[] Buffer, int Count)> _chunks;
@@ -81,8 +81,6 @@ internal sealed class ReadAheadStream : Stream
             _chunks.Writer.TryComplete(ex);
         }
     }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -186,25 +184,9 @@ internal sealed class ReadAheadStream : Stream
         base.Dispose(disposing);
     }
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
     public override long Position
     {
         get => _position;
         set => throw new NotSupportedException();
     }
-
-    public override void Flush() { }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
