@@ -97,7 +97,7 @@ Describe 'Resolve-OrasImage (anonymous registry)' {
         $errs[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
     }
 
-    It 'reports a failure the core did not foresee (a manifest that is a JSON array) and goes on with the next reference' {
+    It 'reports a manifest that is a JSON array as RegistryProtocolError and goes on with the next reference' {
         # A tiny loopback "registry" whose only manifest is valid JSON of the wrong shape.
         # A random port may be taken (other helpers' servers share the machine): try a few.
         for ($try = 0; ; $try++) {
@@ -132,7 +132,8 @@ Describe 'Resolve-OrasImage (anonymous registry)' {
         @($out).Count | Should -Be 1
         $out.Digest | Should -Be $P.digest
         $errs.Count | Should -Be 1
-        $errs[0].FullyQualifiedErrorId | Should -BeLike "*,$Id"
+        $errs[0].FullyQualifiedErrorId | Should -Be "RegistryProtocolError,$Id"
+        $errs[0].CategoryInfo.Category | Should -Be 'ProtocolError'
         $errs[0].TargetObject | Should -Be "oras://127.0.0.1:$port/lab/odd:latest"
     }
 

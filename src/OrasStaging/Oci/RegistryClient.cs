@@ -321,7 +321,7 @@ public sealed partial class RegistryClient : IDisposable
 
     internal static List<PlatformEntry> ParseIndex(byte[] body)
     {
-        using var doc = JsonDocument.Parse(body);
+        using var doc = ParseObject(body, "index");
         var result = new List<PlatformEntry>();
         if (!doc.RootElement.TryGetProperty("manifests", out var manifests) || manifests.ValueKind != JsonValueKind.Array)
         {
@@ -350,9 +350,37 @@ public sealed partial class RegistryClient : IDisposable
         return result;
     }
 
+    /// <summary>
+    /// A manifest or index is a JSON object; anything else (malformed JSON, an array) is the registry breaking the
+    /// spec, and says so with RegistryProtocolError rather than surfacing as a parser exception.
+    /// </summary>
+    private static JsonDocument ParseObject(byte[] body, string what)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(body);
+        }
+        catch (JsonException ex)
+        {
+            throw new OrasStagingException(ErrorCode.RegistryProtocolError, $"The {what} is not valid JSON: {ex.Message}",
+                "Report it to the registry's operator; run with -Verbose to see which request returned it.", ex);
+        }
+
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            var kind = doc.RootElement.ValueKind;
+            doc.Dispose();
+            throw new OrasStagingException(ErrorCode.RegistryProtocolError, $"The {what} is a JSON {kind}, not an object.",
+                "Report it to the registry's operator; run with -Verbose to see which request returned it.");
+        }
+
+        return doc;
+    }
+
     internal static (List<OrasDescriptor> Layers, string? ArtifactType, IReadOnlyDictionary<string, string> Annotations) ParseManifest(byte[] body, string mediaType)
     {
-        using var doc = JsonDocument.Parse(body);
+        using var doc = ParseObject(body, "manifest");
         var root = doc.RootElement;
         var layers = new List<OrasDescriptor>();
         string listName = mediaType == OciArtifact ? "blobs" : "layers";
