@@ -92,7 +92,7 @@ public sealed class ConvertDiskImageCommand : OrasCmdletBase
                 continue;
             }
 
-            WriteObject(OutputItem(destination));
+            WriteObject(FileOutput(destination));
         }
     }
 
@@ -109,11 +109,4 @@ public sealed class ConvertDiskImageCommand : OrasCmdletBase
                 $"Cannot tell the target format from '{System.IO.Path.GetFileName(destination)}'.",
                 "Give -Format (qcow2, raw, vhd, vhdx, vmdk, vdi) or use one of those extensions (.img for raw)."),
         };
-
-    /// <summary>The file as Get-Item shows it (the provider's note properties make the usual table view).</summary>
-    private object OutputItem(string destination)
-    {
-        var items = InvokeProvider.Item.Get(new[] { destination }, true, true);
-        return items.Count == 1 ? items[0] : new FileInfo(destination);
-    }
 }

@@ -68,7 +68,7 @@ public sealed class ExpandDiskImageCommand : OrasCmdletBase
                 continue;
             }
 
-            WriteObject(OutputItem(destination));
+            WriteObject(FileOutput(destination));
         }
     }
 
@@ -93,12 +93,5 @@ public sealed class ExpandDiskImageCommand : OrasCmdletBase
         }
 
         return ResolveOutputPath(DestinationPath);
-    }
-
-    /// <summary>The file as Get-Item shows it (the provider's note properties make the usual table view).</summary>
-    private object OutputItem(string destination)
-    {
-        var items = InvokeProvider.Item.Get(new[] { destination }, true, true);
-        return items.Count == 1 ? items[0] : new FileInfo(destination);
     }
 }

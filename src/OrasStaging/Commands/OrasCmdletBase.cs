@@ -352,6 +352,16 @@ public abstract class OrasCmdletBase : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>
+    /// A written file as Get-Item shows it: through the provider, so it carries PSPath, pipes into -LiteralPath
+    /// (names with [ ] stay literal) and gets the usual file table view.
+    /// </summary>
+    protected object FileOutput(string path)
+    {
+        var items = InvokeProvider.Item.Get(new[] { path }, true, true);
+        return items.Count == 1 ? items[0] : new FileInfo(path);
+    }
+
     #endregion
 
     #region Errors

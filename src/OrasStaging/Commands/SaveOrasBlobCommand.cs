@@ -98,9 +98,7 @@ public sealed class SaveOrasBlobCommand : RegistryCmdletBase
         }
 
         var file = RunBlocking((sink, ct) => new RegistryClient(options, sink).DownloadBlobAsync(image, destination, Force.IsPresent, ct));
-        // Through the provider, so the FileInfo carries PSPath and pipes into -LiteralPath (names with [ ] stay literal).
-        var items = InvokeProvider.Item.Get(new[] { file.FullName }, false, true);
-        WriteObject(items.Count > 0 ? items[0] : (object)file);
+        WriteObject(FileOutput(file.FullName));
     }
 
     private string DestinationFile(OrasImage image)
