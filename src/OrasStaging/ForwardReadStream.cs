@@ -33,3 +33,33 @@ internal abstract class ForwardReadStream : Stream
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
+
+/// <summary>
+/// Passes its source's bytes through unchanged and shows each chunk to <see cref="Observe"/>; the source's end
+/// arrives as an empty chunk. For streams that copy or hash what flows past (the -KeepBlob tee, re-verification).
+/// </summary>
+internal abstract class PassThroughStream : ForwardReadStream
+{
+    protected PassThroughStream(Stream source) => Source = source;
+
+    protected Stream Source { get; }
+
+    protected abstract void Observe(ReadOnlySpan<byte> data);
+
+    public override int Read(Span<byte> buffer)
+    {
+        int n = Source.Read(buffer);
+        Observe(buffer[..n]);
+        return n;
+    }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        int n = await Source.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+        Observe(buffer.Span[..n]);
+        return n;
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+}

@@ -52,9 +52,8 @@ internal sealed class BlobCache
 }
 
 /// <summary>Copies what it reads into <c>&lt;final&gt;.&lt;random&gt;.partial</c>; <see cref="Commit"/> renames it once the end was read.</summary>
-internal sealed class TeeStream : ForwardReadStream
+internal sealed class TeeStream : PassThroughStream
 {
-    private readonly Stream _source;
     private readonly string _final;
     private readonly string _partial;
     private readonly FileStream _copy;
@@ -62,31 +61,14 @@ internal sealed class TeeStream : ForwardReadStream
     private bool _committed;
 
     public TeeStream(Stream source, string final)
+        : base(source)
     {
-        _source = source;
         _final = final;
         _partial = $"{final}.{AtomicFile.RandomToken()}.partial";
         _copy = new FileStream(_partial, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
     }
 
-    public override int Read(Span<byte> buffer)
-    {
-        int n = _source.Read(buffer);
-        After(buffer[..n]);
-        return n;
-    }
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        int n = await _source.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
-        After(buffer.Span[..n]);
-        return n;
-    }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    private void After(ReadOnlySpan<byte> data)
+    protected override void Observe(ReadOnlySpan<byte> data)
     {
         if (data.Length == 0)
         {
@@ -122,7 +104,7 @@ internal sealed class TeeStream : ForwardReadStream
                 AtomicFile.TryDelete(_partial);
             }
 
-            _source.Dispose();
+            Source.Dispose();
         }
 
         base.Dispose(disposing);
@@ -130,40 +112,22 @@ internal sealed class TeeStream : ForwardReadStream
 }
 
 /// <summary>Hashes what passes through and throws DigestMismatch at the end when it does not match.</summary>
-internal sealed class VerifyingStream : ForwardReadStream
+internal sealed class VerifyingStream : PassThroughStream
 {
-    private readonly Stream _source;
     private readonly string _digest;
     private readonly IncrementalHash _hash;
     private bool _checked;
 
     public VerifyingStream(Stream source, string digest)
+        : base(source)
     {
-        _source = source;
         _digest = digest;
         var algorithm = BlobCache.AlgorithmOf(digest)
             ?? throw new OrasStagingException(ErrorCode.DigestMismatch, $"The digest algorithm of '{digest}' is not supported.");
         _hash = IncrementalHash.CreateHash(algorithm);
     }
 
-    public override int Read(Span<byte> buffer)
-    {
-        int n = _source.Read(buffer);
-        After(buffer[..n]);
-        return n;
-    }
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        int n = await _source.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
-        After(buffer.Span[..n]);
-        return n;
-    }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    private void After(ReadOnlySpan<byte> data)
+    protected override void Observe(ReadOnlySpan<byte> data)
     {
         if (data.Length > 0)
         {
@@ -192,7 +156,7 @@ internal sealed class VerifyingStream : ForwardReadStream
         if (disposing)
         {
             _hash.Dispose();
-            _source.Dispose();
+            Source.Dispose();
         }
 
         base.Dispose(disposing);
