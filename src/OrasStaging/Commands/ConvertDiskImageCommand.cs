@@ -10,21 +10,8 @@ namespace OrasStaging.Commands;
 [Cmdlet(VerbsData.Convert, "DiskImage", DefaultParameterSetName = PathSet, SupportsShouldProcess = true,
     HelpUri = "https://github.com/safl/OrasStaging#convert-diskimage")]
 [OutputType(typeof(FileInfo))]
-public sealed class ConvertDiskImageCommand : OrasCmdletBase
+public sealed class ConvertDiskImageCommand : FileInputCmdletBase
 {
-    private const string PathSet = "Path";
-    private const string LiteralPathSet = "LiteralPath";
-
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [SupportsWildcards]
-    [ValidateNotNullOrEmpty]
-    public string[] Path { get; set; } = Array.Empty<string>();
-
-    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("PSPath", "LP")]
-    [ValidateNotNullOrEmpty]
-    public string[] LiteralPath { get; set; } = Array.Empty<string>();
-
     [Parameter(Mandatory = true, Position = 1)]
     [Alias("Destination")]
     [ValidateNotNullOrEmpty]
@@ -52,8 +39,7 @@ public sealed class ConvertDiskImageCommand : OrasCmdletBase
 
     protected override void ProcessRecord()
     {
-        bool literal = ParameterSetName == LiteralPathSet;
-        foreach (string input in ResolveInputPaths(literal ? LiteralPath : Path, literal))
+        foreach (string input in InputFiles())
         {
             string destination;
             DiskWriteOptions options;

@@ -10,22 +10,9 @@ namespace OrasStaging.Commands;
 [Cmdlet(VerbsData.Expand, "DiskImage", DefaultParameterSetName = PathSet, SupportsShouldProcess = true,
     HelpUri = "https://github.com/safl/OrasStaging#expand-diskimage")]
 [OutputType(typeof(FileInfo))]
-public sealed class ExpandDiskImageCommand : OrasCmdletBase
+public sealed class ExpandDiskImageCommand : FileInputCmdletBase
 {
-    private const string PathSet = "Path";
-    private const string LiteralPathSet = "LiteralPath";
-
     internal static readonly string[] CompressedExtensions = { ".gz", ".zst", ".zstd", ".xz", ".bz2" };
-
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [SupportsWildcards]
-    [ValidateNotNullOrEmpty]
-    public string[] Path { get; set; } = Array.Empty<string>();
-
-    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("PSPath", "LP")]
-    [ValidateNotNullOrEmpty]
-    public string[] LiteralPath { get; set; } = Array.Empty<string>();
 
     /// <summary>The output file, or an existing folder to put it in. Default: beside the input, without the compression extension.</summary>
     [Parameter(Position = 1)]
@@ -37,8 +24,7 @@ public sealed class ExpandDiskImageCommand : OrasCmdletBase
 
     protected override void ProcessRecord()
     {
-        bool literal = ParameterSetName == LiteralPathSet;
-        foreach (string input in ResolveInputPaths(literal ? LiteralPath : Path, literal))
+        foreach (string input in InputFiles())
         {
             string destination;
             try
