@@ -11,6 +11,7 @@
 
     Build    dotnet publish into out/OrasStaging/<version>/ with the manifest, format file and en-US help.
     Test     Build, then xunit (the core) and Pester (the cmdlets); ends with one line "N passed, N failed".
+             -PesterPath <files> and -XunitFilter <expr> narrow the run while developing ('none' skips a runner).
     Bench    Stages a realistic 2 GiB image side by side with the seed pipeline and a floor; prints ratios.
     Demo     Starts a loopback registry, publishes a generated nosi-style image and installs it into ./demo/.
     Package  Publishes a .nupkg into out/repo with Publish-PSResource.
@@ -23,7 +24,13 @@ param(
     [string] $Task = 'Build',
 
     [ValidateSet('Release', 'Debug')]
-    [string] $Configuration = 'Release'
+    [string] $Configuration = 'Release',
+
+    # Test only: run just these Pester files or folders (default: all of tests/), for a quick loop while developing.
+    [string[]] $PesterPath,
+
+    # Test only: an xunit --filter expression, or 'none' to skip xunit, for a quick loop while developing.
+    [string] $XunitFilter
 )
 
 $ErrorActionPreference = 'Stop'
@@ -146,8 +153,9 @@ function Get-PesterModulePath {
 function Invoke-XunitTests {
     $results = Join-Path $OutRoot 'TestResults'
     if (Test-Path $results) { Remove-Item $results -Recurse -Force }
+    $filter = if ($XunitFilter) { @('--filter', $XunitFilter) } else { @() }
     & dotnet test (Join-Path $Root 'tests/OrasStaging.Tests/OrasStaging.Tests.csproj') -c $Configuration --nologo `
-        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $results | Out-Host
+        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $results @filter | Out-Host
     $exit = $LASTEXITCODE
     $trx = Get-ChildItem $results -Filter '*.trx' -Recurse -ErrorAction Ignore | Select-Object -First 1
     if (-not $trx) {
@@ -165,7 +173,7 @@ function Invoke-PesterTests {
     $env:ORASSTAGING_MODULE = Join-Path $ModuleOut "$ModuleName.psd1"
     $env:ORASSTAGING_TESTKIT = Join-Path $TestKitOut 'OrasStaging.TestKit.dll'
     $config = New-PesterConfiguration
-    $config.Run.Path = Join-Path $Root 'tests'
+    $config.Run.Path = if ($PesterPath) { @($PesterPath | ForEach-Object { (Resolve-Path $_).Path }) } else { Join-Path $Root 'tests' }
     $config.Run.PassThru = $true
     $config.Output.Verbosity = 'Detailed'
     $config.TestResult.Enabled = $true
@@ -188,8 +196,8 @@ switch ($Task) {
         Install-Prerequisite
         Invoke-Build
         Invoke-TestKitBuild
-        $xunit = Invoke-XunitTests
-        $pester = Invoke-PesterTests
+        $xunit = if ($XunitFilter -eq 'none') { [pscustomobject]@{ Passed = 0; Failed = 0 } } else { Invoke-XunitTests }
+        $pester = if ($PesterPath -and $PesterPath[0] -eq "none") { [pscustomobject]@{ Passed = 0; Failed = 0 } } else { Invoke-PesterTests }
         $passed = $xunit.Passed + $pester.Passed
         $failed = $xunit.Failed + $pester.Failed
         Write-Host "xunit: $($xunit.Passed) passed, $($xunit.Failed) failed; Pester: $($pester.Passed) passed, $($pester.Failed) failed"
