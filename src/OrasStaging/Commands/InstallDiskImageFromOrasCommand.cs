@@ -198,7 +198,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
             var resolveOptions = NewResolveOptions();
             async Task<T> WithFlow<T>(IOperationSink sink, Func<InstallFlow, Task<T>> work)
             {
-                using var source = new RegistryStagingSource(registryOptions, parsed, resolveOptions, sink);
+                var source = new RegistryStagingSource(registryOptions, parsed, resolveOptions, sink);
                 var writer = new DiskImageStagingWriter(format, GrowBy, Size > 0 ? Size : null);
                 return await work(new InstallFlow(source, writer, sink)).ConfigureAwait(false);
             }

@@ -12,6 +12,12 @@ public sealed class RegistryOptions
 
     public NetworkCredential? Credential { get; set; }
 
+    /// <summary>
+    /// Present no credentials at all: neither <see cref="Credential"/> nor docker's config and its helpers.
+    /// Anonymous bearer tokens still work. For tab completion, which must never run a credential helper.
+    /// </summary>
+    public bool Anonymous { get; set; }
+
     /// <summary>null: <c>$DOCKER_CONFIG/config.json</c> or <c>~/.docker/config.json</c>.</summary>
     public string? DockerConfigPath { get; set; }
 

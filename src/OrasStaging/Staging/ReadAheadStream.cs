@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Threading.Channels;
+using OrasStaging.Oci;
 
 namespace OrasStaging.Staging;
 
@@ -8,31 +9,27 @@ namespace OrasStaging.Staging;
 /// blob overlap with decoding and writing the image instead of taking turns on one thread. Bounded: at most
 /// <c>depth</c> chunks are in flight, so memory stays flat however fast the network is.
 /// </summary>
-internal sealed class ReadAheadStream : ForwardReadStream
+internal sealed class ReadAheadStream : ChannelFedStream
 {
     private readonly Stream _source;
-    private readonly Channel<(byte[] Buffer, int Count)> _chunks;
-    private readonly CancellationTokenSource _stop;
-    private readonly Task _producer;
-    private byte[]? _current;
-    private int _offset;
-    private int _count;
-    private bool _ended;
-    private long _position;
 
     public ReadAheadStream(Stream source, int chunkSize = 1 << 20, int depth = 8, CancellationToken cancellationToken = default)
-    {
-        _source = source;
-        _chunks = Channel.CreateBounded<(byte[], int)>(new BoundedChannelOptions(depth)
+        : this(source, chunkSize, Channel.CreateBounded<PooledChunk>(new BoundedChannelOptions(depth)
         {
             SingleReader = true,
             SingleWriter = true,
-        });
-        _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        _producer = Task.Run(() => ProduceAsync(chunkSize, _stop.Token));
+        }), CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+    {
     }
 
-    private async Task ProduceAsync(int chunkSize, CancellationToken ct)
+    private ReadAheadStream(Stream source, int chunkSize, Channel<PooledChunk> chunks, CancellationTokenSource stop)
+        : base(chunks.Reader, stop, TimeSpan.FromSeconds(30))
+    {
+        _source = source;
+        Producer = Task.Run(() => ProduceAsync(chunks.Writer, chunkSize, stop.Token));
+    }
+
+    private async Task ProduceAsync(ChannelWriter<PooledChunk> writer, int chunkSize, CancellationToken ct)
     {
         try
         {
@@ -66,7 +63,7 @@ internal sealed class ReadAheadStream : ForwardReadStream
                     break;
                 }
 
-                await _chunks.Writer.WriteAsync((buffer, filled), ct).ConfigureAwait(false);
+                await writer.WriteAsync(new PooledChunk(buffer, filled), ct).ConfigureAwait(false);
                 if (filled < chunkSize)
                 {
                     // A short fill means the source returned 0: the end (and, for a verifying source, the check).
@@ -74,119 +71,20 @@ internal sealed class ReadAheadStream : ForwardReadStream
                 }
             }
 
-            _chunks.Writer.TryComplete();
+            writer.TryComplete();
         }
         catch (Exception ex)
         {
-            _chunks.Writer.TryComplete(ex);
-        }
-    }
-
-    public override int Read(Span<byte> buffer)
-    {
-        if (!EnsureChunk(default).AsTask().GetAwaiter().GetResult())
-        {
-            return 0;
-        }
-
-        return CopyOut(buffer);
-    }
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        if (!await EnsureChunk(cancellationToken).ConfigureAwait(false))
-        {
-            return 0;
-        }
-
-        return CopyOut(buffer.Span);
-    }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    private int CopyOut(Span<byte> destination)
-    {
-        int n = Math.Min(destination.Length, _count - _offset);
-        _current.AsSpan(_offset, n).CopyTo(destination);
-        _offset += n;
-        _position += n;
-        return n;
-    }
-
-    private async ValueTask<bool> EnsureChunk(CancellationToken cancellationToken)
-    {
-        if (_current is not null && _offset < _count)
-        {
-            return true;
-        }
-
-        if (_current is not null)
-        {
-            ArrayPool<byte>.Shared.Return(_current);
-            _current = null;
-        }
-
-        if (_ended)
-        {
-            return false;
-        }
-
-        try
-        {
-            if (!await _chunks.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false)
-                || !_chunks.Reader.TryRead(out var chunk))
-            {
-                _ended = true;
-                return false;
-            }
-
-            (_current, _count) = chunk;
-            _offset = 0;
-            return true;
-        }
-        catch (ChannelClosedException ex) when (ex.InnerException is not null)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
-            throw;
+            writer.TryComplete(ex);
         }
     }
 
     protected override void Dispose(bool disposing)
     {
+        base.Dispose(disposing);
         if (disposing)
         {
-            _stop.Cancel();
-            try
-            {
-                _producer.Wait(TimeSpan.FromSeconds(30));
-            }
-            catch (AggregateException)
-            {
-                // The producer's failure was already handed to the reader, or nobody is reading any more.
-            }
-
-            while (_chunks.Reader.TryRead(out var chunk))
-            {
-                ArrayPool<byte>.Shared.Return(chunk.Buffer);
-            }
-
-            if (_current is not null)
-            {
-                ArrayPool<byte>.Shared.Return(_current);
-                _current = null;
-            }
-
-            _stop.Dispose();
             _source.Dispose();
         }
-
-        base.Dispose(disposing);
-    }
-
-    public override long Position
-    {
-        get => _position;
-        set => throw new NotSupportedException();
     }
 }

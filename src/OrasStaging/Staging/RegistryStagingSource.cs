@@ -4,7 +4,7 @@ using OrasStaging.Oci;
 namespace OrasStaging.Staging;
 
 /// <summary>The production source: the registry client resolves the reference and streams the verified blob.</summary>
-internal sealed class RegistryStagingSource : IStagingSource, IDisposable
+internal sealed class RegistryStagingSource : IStagingSource
 {
     /// <summary>The raw image size the nosi publisher puts on the image layer.</summary>
     internal const string ImageSizeAnnotation = "org.nosi.image.size";
@@ -60,8 +60,6 @@ internal sealed class RegistryStagingSource : IStagingSource, IDisposable
         _sink.QuietProgress = true;
         return stream;
     }
-
-    public void Dispose() => _client.Dispose();
 
     private sealed class QuietableSink : IOperationSink
     {

@@ -3,7 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 
-namespace OrasStaging.Oci;
+namespace OrasStaging.Oci.Auth;
 
 /// <summary>What to present to a registry. Either a password or an identity (refresh) token.</summary>
 internal sealed record RegistryCredential(string Username, string? Password, string? IdentityToken, string Source, bool Stored)
@@ -30,6 +30,11 @@ internal sealed class CredentialResolver
 
     public RegistryCredential? Find(string registry)
     {
+        if (_options.Anonymous)
+        {
+            return null;
+        }
+
         if (_options.Credential is NetworkCredential c && !string.IsNullOrEmpty(c.UserName))
         {
             return new RegistryCredential(c.UserName, c.Password, null, "-Credential", Stored: false);

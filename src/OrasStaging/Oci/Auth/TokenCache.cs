@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 
-namespace OrasStaging.Oci;
+namespace OrasStaging.Oci.Auth;
 
 /// <summary>Bearer tokens per (realm, service, scope, user), kept until shortly before they expire.</summary>
 internal sealed class TokenCache

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace OrasStaging.Oci;
+namespace OrasStaging.Oci.Auth;
 
 /// <summary>One challenge of a WWW-Authenticate header (RFC 7235): a scheme and its auth-params.</summary>
 internal sealed record AuthChallenge(string Scheme, IReadOnlyDictionary<string, string> Parameters)

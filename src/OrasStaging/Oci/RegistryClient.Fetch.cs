@@ -1,0 +1,281 @@
+using System.Buffers;
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+
+namespace OrasStaging.Oci;
+
+public sealed partial class RegistryClient
+{
+    /// <summary>Receives one filled buffer and takes ownership of it (returns it to ArrayPool.Shared).</summary>
+    internal delegate ValueTask BlobWriter(byte[] buffer, int count, CancellationToken ct);
+
+    /// <summary>
+    /// Fetches bytes [<paramref name="start"/>, Size) and hands them to <paramref name="write"/>, hashing
+    /// everything on the way (on top of <paramref name="prefix"/>, the hash of a kept prefix). Resumes with Range
+    /// against the registry URL after drops and stalls; verifies size and digest at the end.
+    /// </summary>
+    internal async Task FetchAsync(OrasImage image, long start, IncrementalHash? prefix, BlobWriter write,
+        Func<CancellationToken, ValueTask>? rewind, Action? connected, CancellationToken ct, Func<Task>? beforeVerify = null)
+    {
+        if (!Digest.IsValid(image.Digest))
+        {
+            throw new OrasStagingException(ErrorCode.RegistryProtocolError, $"Cannot verify a blob with the digest '{image.Digest}'.");
+        }
+
+        var options = _transport.Options;
+        long size = image.Size;
+        string activity = $"Downloading {image.Title ?? Units.ShortDigest(image.Digest)}";
+        Uri blobUri = image.BlobUri ?? BlobUriOf(image.Registry, image.Repository, image.Digest);
+        IncrementalHash hash = prefix ?? Digest.CreateHash(image.Digest);
+        long position = start;   // bytes hashed, i.e. the offset of the next byte from the server
+        long delivered = start;  // bytes handed to the writer (more than position after a restart without rewind)
+        int failures = 0;
+        Uri? cacheUri = await _cache.ProbeAsync(blobUri, ct).ConfigureAwait(false);
+        connected ??= () => { };
+        try
+        {
+            while (position < size)
+            {
+                long? range = position > 0 ? position : null;
+                bool fromCache = cacheUri is not null;
+                HttpResponseMessage response;
+                try
+                {
+                    response = fromCache
+                        ? await _cache.GetAsync(cacheUri!, range, ct).ConfigureAwait(false)
+                        : await _transport.SendAsync(new RegistryRequest(HttpMethod.Get, blobUri, image.Registry, image.Repository,
+                            $"blob {Units.ShortDigest(image.Digest)}") { RangeFrom = range }, ct).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (fromCache && WithcacheSource.IsUnavailable(ex, ct))
+                {
+                    _sink.Verbose($"The cache server failed ({RegistryTransport.Describe(ex)}); going to the registry.");
+                    cacheUri = null;
+                    continue;
+                }
+
+                using (response)
+                {
+                    if (fromCache && response.StatusCode is not (HttpStatusCode.OK or HttpStatusCode.PartialContent))
+                    {
+                        _sink.Verbose($"The cache server answered HTTP {(int)response.StatusCode}; going to the registry.");
+                        cacheUri = null;
+                        continue;
+                    }
+
+                    if (response.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
+                    {
+                        _sink.Verbose($"The server cannot serve from {Units.Bytes(position)} (HTTP 416); starting over.");
+                        await RestartAsync().ConfigureAwait(false);
+                        if (range is null)
+                        {
+                            throw new OrasStagingException(ErrorCode.RegistryProtocolError, $"{image.Registry} answered HTTP 416 to a request without Range.");
+                        }
+
+                        continue;
+                    }
+
+                    if (response.StatusCode == HttpStatusCode.PartialContent)
+                    {
+                        var contentRange = response.Content.Headers.ContentRange;
+                        if (range is null || contentRange is null || contentRange.From != position
+                            || (contentRange.Length is long total && total != size))
+                        {
+                            _sink.Verbose($"The server sent a range that does not start at {Units.Bytes(position)} ({contentRange?.ToString() ?? "no Content-Range"}); starting over.");
+                            await RestartAsync().ConfigureAwait(false);
+                            if (failures++ >= options.MaximumRetryCount)
+                            {
+                                throw new OrasStagingException(ErrorCode.RegistryProtocolError,
+                                    $"{image.Registry} keeps sending wrong ranges for blob {image.Digest}.");
+                            }
+
+                            continue;
+                        }
+                    }
+                    else if (response.StatusCode == HttpStatusCode.OK)
+                    {
+                        if (range is not null)
+                        {
+                            _sink.Verbose($"The server ignored Range and sent the whole blob; starting over.");
+                            await RestartAsync().ConfigureAwait(false);
+                        }
+                    }
+                    else
+                    {
+                        throw await _transport.ErrorFromAsync(response, new RegistryRequest(HttpMethod.Get, blobUri, image.Registry,
+                            image.Repository, $"blob {image.Digest}"), ErrorCode.BlobNotFound, ct).ConfigureAwait(false);
+                    }
+
+                    if (response.Content.Headers.ContentLength is long length && length != size - position)
+                    {
+                        throw new OrasStagingException(ErrorCode.DigestMismatch,
+                            $"{image.Registry} serves blob {image.Digest} with {Units.Bytes(position + length)}, but the manifest says {Units.Bytes(size)}.",
+                            "The manifest and the blob disagree; the artifact or the registry is broken.");
+                    }
+
+                    if (position > 0)
+                    {
+                        _sink.Verbose($"Resuming blob {Units.ShortDigest(image.Digest)} at {Units.Bytes(position)} of {Units.Bytes(size)}.");
+                    }
+
+                    connected();
+                    long before = position;
+                    Exception? dropped = null;
+                    try
+                    {
+                        await CopyBodyAsync(response).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
+                    {
+                        dropped = ex;
+                    }
+
+                    if (dropped is null && position < size)
+                    {
+                        dropped = new IOException("the connection closed early");
+                    }
+
+                    if (dropped is null)
+                    {
+                        break;
+                    }
+
+                    if (fromCache)
+                    {
+                        _sink.Verbose($"The cache server dropped the connection ({RegistryTransport.Describe(dropped)}); going to the registry.");
+                        cacheUri = null;
+                        continue;
+                    }
+
+                    failures = position > before ? 1 : failures + 1;
+                    if (failures > options.MaximumRetryCount)
+                    {
+                        throw new OrasStagingException(ErrorCode.RegistryUnavailable,
+                            $"The download of blob {image.Digest} from {image.Registry} kept failing at {Units.Bytes(position)} of {Units.Bytes(size)}: {RegistryTransport.Describe(dropped)}.",
+                            "Run the command again to resume; -MaximumRetryCount and -RetryIntervalSec control retries.", dropped);
+                    }
+
+                    var delay = RetryPolicy.Backoff(failures - 1, options.RetryIntervalSec);
+                    _sink.Verbose($"Connection lost at {Units.Bytes(position)} of {Units.Bytes(size)} ({RegistryTransport.Describe(dropped)}); " +
+                        $"resuming in {delay.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s (retry {failures} of {options.MaximumRetryCount}).");
+                    await Task.Delay(delay, ct).ConfigureAwait(false);
+                }
+            }
+
+            connected();
+            if (beforeVerify is not null)
+            {
+                await beforeVerify().ConfigureAwait(false);
+            }
+
+            string actual = Digest.Format(image.Digest, hash.GetHashAndReset());
+            if (!Digest.AreEqual(actual, image.Digest))
+            {
+                throw new OrasStagingException(ErrorCode.DigestMismatch,
+                    $"The downloaded blob hashes to {actual}, not {image.Digest}; the bytes were discarded.",
+                    "Run the command again; if it persists, the registry, a proxy or the cache is corrupting data.");
+            }
+
+            _sink.Progress(new ProgressInfo(activity, "Download", size, size));
+        }
+        finally
+        {
+            hash.Dispose();
+        }
+
+        async ValueTask RestartAsync()
+        {
+            hash.Dispose();
+            hash = Digest.CreateHash(image.Digest);
+            position = 0;
+            if (rewind is not null)
+            {
+                await rewind(ct).ConfigureAwait(false);
+                delivered = 0;
+            }
+        }
+
+        async Task CopyBodyAsync(HttpResponseMessage response)
+        {
+            using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            await using var body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
+            while (true)
+            {
+                byte[] buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+                int filled = 0;
+                bool owned = true;
+                Exception? dropped = null;
+                try
+                {
+                    // Fill a good part of the buffer so the consumer gets large chunks.
+                    while (filled < buffer.Length / 2)
+                    {
+                        int read;
+                        try
+                        {
+                            stall.CancelAfter(options.StallTimeout);
+                            read = await body.ReadAsync(buffer.AsMemory(filled), stall.Token).ConfigureAwait(false);
+                        }
+                        catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
+                        {
+                            // Keep what arrived before the drop: the resume starts after it.
+                            dropped = ex;
+                            break;
+                        }
+
+                        if (read == 0)
+                        {
+                            break;
+                        }
+
+                        filled += read;
+                        if (position + filled > size)
+                        {
+                            throw new OrasStagingException(ErrorCode.DigestMismatch,
+                                $"{image.Registry} sent more than the {Units.Bytes(size)} the manifest gives blob {image.Digest}; the bytes were discarded.");
+                        }
+                    }
+
+                    if (filled == 0)
+                    {
+                        if (dropped is not null)
+                        {
+                            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(dropped);
+                        }
+
+                        return;
+                    }
+
+                    hash.AppendData(buffer, 0, filled);
+                    long end = position + filled;
+                    if (end > delivered)
+                    {
+                        int skip = (int)(delivered - position);
+                        if (skip > 0)
+                        {
+                            Buffer.BlockCopy(buffer, skip, buffer, 0, filled - skip);
+                        }
+
+                        owned = false;
+                        await write(buffer, filled - Math.Max(skip, 0), ct).ConfigureAwait(false);
+                        delivered = end;
+                    }
+
+                    position = end;
+                    _sink.Progress(new ProgressInfo(activity, "Download", position, size));
+                    if (dropped is not null)
+                    {
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(dropped);
+                    }
+                }
+                finally
+                {
+                    if (owned)
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                    }
+                }
+            }
+        }
+    }
+}

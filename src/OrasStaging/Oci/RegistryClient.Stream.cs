@@ -1,0 +1,53 @@
+using System.Threading.Channels;
+
+namespace OrasStaging.Oci;
+
+public sealed partial class RegistryClient
+{
+    /// <summary>
+    /// The blob as a stream that verifies as it goes: the fetch loop runs ahead on a task of its own and the
+    /// stream's last read fails with DigestMismatch if the bytes were wrong. Returns once the first response is in,
+    /// so a missing blob or refused credentials fail here rather than on the first read.
+    /// </summary>
+    public async Task<Stream> OpenBlobAsync(OrasImage image, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        var channel = Channel.CreateBounded<PooledChunk>(new BoundedChannelOptions(16)
+        {
+            SingleReader = true,
+            SingleWriter = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var producer = Task.Run(async () =>
+        {
+            try
+            {
+                await FetchAsync(image, 0, null,
+                    (buffer, count, token) => channel.Writer.WriteAsync(new PooledChunk(buffer, count), token),
+                    rewind: null, () => connected.TrySetResult(), stop.Token).ConfigureAwait(false);
+                channel.Writer.TryComplete();
+                connected.TrySetResult();
+            }
+            catch (Exception ex)
+            {
+                channel.Writer.TryComplete(ex);
+                connected.TrySetException(ex);
+            }
+        }, CancellationToken.None);
+
+        try
+        {
+            await connected.Task.ConfigureAwait(false);
+        }
+        catch
+        {
+            stop.Cancel();
+            stop.Dispose();
+            throw;
+        }
+
+        return new VerifiedBlobStream(channel.Reader, stop, producer, image.Size);
+    }
+}
