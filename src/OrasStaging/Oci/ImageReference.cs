@@ -11,21 +11,32 @@ public sealed partial record ImageReference(string Registry, string Repository, 
     public const string Scheme = "oras://";
     public const string DockerHubWireHost = "registry-1.docker.io";
 
+    // The reference grammar, shared with tab completion. \z, not $: '$' also matches before a final newline.
     // Distribution spec, "Pulling manifests": path components joined by '/'.
-    [GeneratedRegex(@"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")]
+    [GeneratedRegex(@"\A[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*\z", RegexOptions.CultureInvariant)]
     private static partial Regex RepositoryPattern();
 
-    [GeneratedRegex(@"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+    [GeneratedRegex(@"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\z", RegexOptions.CultureInvariant)]
     private static partial Regex TagPattern();
 
-    [GeneratedRegex(@"^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")]
-    private static partial Regex DigestPattern();
-
-    [GeneratedRegex(@"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")]
+    [GeneratedRegex(@"\A(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\z", RegexOptions.CultureInvariant)]
     private static partial Regex HostPattern();
 
-    /// <summary>True for the digests this module can verify (sha256, sha512), lower-case hex.</summary>
-    public static bool IsValidDigest(string? digest) => digest is not null && DigestPattern().IsMatch(digest);
+    /// <summary>A repository name as the distribution spec allows it (lower case, components joined by '/').</summary>
+    internal static bool IsRepositoryName(string name) => RepositoryPattern().IsMatch(name);
+
+    /// <summary>A tag: letters, digits, _ . -, at most 128, not starting with . or -.</summary>
+    internal static bool IsTag(string tag) => TagPattern().IsMatch(tag);
+
+    /// <summary>host[:port], a DNS name or a bracketed IPv6 address.</summary>
+    internal static bool IsHost(string host) => HostPattern().IsMatch(host);
+
+    /// <summary>
+    /// docker's rule for the first path component: a registry when it has a '.' or a ':', is localhost, or is a
+    /// bracketed address; otherwise the name is on Docker Hub.
+    /// </summary>
+    internal static bool NamesRegistry(string first) =>
+        first.Contains('.') || first.Contains(':') || first.Equals("localhost", StringComparison.OrdinalIgnoreCase) || first.StartsWith('[');
 
     public static ImageReference Parse(string reference)
     {
@@ -72,7 +83,7 @@ public sealed partial record ImageReference(string Registry, string Repository, 
         {
             digest = text[(at + 1)..];
             text = text[..at];
-            if (!DigestPattern().IsMatch(digest))
+            if (!Oci.Digest.IsValid(digest))
             {
                 error = $"The digest '{digest}' in '{shown}' is not a sha256 or sha512 digest (algorithm:lower-case hex).";
                 return false;
@@ -83,7 +94,7 @@ public sealed partial record ImageReference(string Registry, string Repository, 
         string remainder;
         int slash = text.IndexOf('/');
         string first = slash < 0 ? text : text[..slash];
-        if (slash >= 0 && (first.Contains('.') || first.Contains(':') || first == "localhost" || first.StartsWith('[')))
+        if (slash >= 0 && NamesRegistry(first))
         {
             registry = first;
             remainder = text[(slash + 1)..];
@@ -151,9 +162,7 @@ public sealed partial record ImageReference(string Registry, string Repository, 
     public override string ToString() =>
         Registry + "/" + Repository + (Tag is null ? string.Empty : ":" + Tag) + (Digest is null ? string.Empty : "@" + Digest);
 
-    /// <summary>The registry host without a port, lower case, brackets stripped.</summary>
-    internal string HostName => HostOf(Registry);
-
+    /// <summary>The host of host[:port], without the port and the brackets of an IPv6 address.</summary>
     internal static string HostOf(string registry)
     {
         if (registry.StartsWith('['))

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 
@@ -40,29 +39,5 @@ internal static class RetryPolicy
         }
 
         return wait > RetryAfterCap ? RetryAfterCap : wait;
-    }
-
-    /// <summary>Same as above for a raw header value (tests, and servers that send odd spacing).</summary>
-    public static TimeSpan? ParseRetryAfter(string? value, DateTimeOffset now)
-    {
-        if (string.IsNullOrWhiteSpace(value))
-        {
-            return null;
-        }
-
-        value = value.Trim();
-        if (long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out long seconds))
-        {
-            return seconds > RetryAfterCap.TotalSeconds ? RetryAfterCap : TimeSpan.FromSeconds(seconds);
-        }
-
-        if (DateTimeOffset.TryParseExact(value, "r", CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var date)
-            || DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out date))
-        {
-            var wait = date - now;
-            return wait < TimeSpan.Zero ? TimeSpan.Zero : wait > RetryAfterCap ? RetryAfterCap : wait;
-        }
-
-        return null;
     }
 }

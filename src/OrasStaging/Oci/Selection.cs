@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Text.RegularExpressions;
 
 namespace OrasStaging.Oci;
 
@@ -102,7 +101,7 @@ internal static class Selection
         title is not null && SidecarSuffixes.Any(s => title.EndsWith(s, StringComparison.OrdinalIgnoreCase));
 
     public static bool IsNeverDiskImage(string mediaType) =>
-        NeverDiskImageTypes.Any(p => WildcardMatch(p, mediaType));
+        NeverDiskImageTypes.Any(p => Wildcard.IsMatch(p, mediaType));
 
     /// <summary>
     /// -LayerTitle / -LayerMediaType (wildcards) decide when given. Otherwise drop media types that are never
@@ -116,12 +115,12 @@ internal static class Selection
         {
             if (!string.IsNullOrEmpty(titlePattern))
             {
-                candidates = candidates.Where(l => l.Title is not null && WildcardMatch(titlePattern, l.Title));
+                candidates = candidates.Where(l => l.Title is not null && Wildcard.IsMatch(titlePattern, l.Title));
             }
 
             if (!string.IsNullOrEmpty(mediaTypePattern))
             {
-                candidates = candidates.Where(l => WildcardMatch(mediaTypePattern, l.MediaType));
+                candidates = candidates.Where(l => Wildcard.IsMatch(mediaTypePattern, l.MediaType));
             }
         }
         else
@@ -149,37 +148,6 @@ internal static class Selection
         }
 
         return chosen;
-    }
-
-    /// <summary>PowerShell-style wildcards (* ? [..]), case-insensitive.</summary>
-    public static bool WildcardMatch(string pattern, string text)
-    {
-        var regex = new System.Text.StringBuilder("^");
-        for (int i = 0; i < pattern.Length; i++)
-        {
-            char c = pattern[i];
-            switch (c)
-            {
-                case '*': regex.Append(".*"); break;
-                case '?': regex.Append('.'); break;
-                case '[':
-                    int end = pattern.IndexOf(']', i + 1);
-                    if (end > i + 1)
-                    {
-                        regex.Append('[').Append(Regex.Escape(pattern[(i + 1)..end]).Replace("\\-", "-")).Append(']');
-                        i = end;
-                    }
-                    else
-                    {
-                        regex.Append("\\[");
-                    }
-
-                    break;
-                default: regex.Append(Regex.Escape(c.ToString())); break;
-            }
-        }
-
-        return Regex.IsMatch(text, regex.Append('$').ToString(), RegexOptions.IgnoreCase | RegexOptions.CultureInvariant);
     }
 
     /// <summary>A safe file name from a title, or null (separators, .., drive, invalid characters).</summary>

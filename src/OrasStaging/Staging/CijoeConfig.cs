@@ -135,51 +135,17 @@ internal static class CijoeConfig
         return path;
     }
 
-    /// <summary>Like the seed's fnmatch on lowercased names: every include may match, no exclude may.</summary>
+    /// <summary>
+    /// Case-insensitive wildcards (<see cref="OrasStaging.Wildcard"/>, PowerShell's rules, so <c>[!x]</c> is not a
+    /// negation as in fnmatch): some include must match, no exclude may.
+    /// </summary>
     internal static bool Matches(string name, IReadOnlyCollection<string>? include, IReadOnlyCollection<string>? exclude)
     {
-        if (include is { Count: > 0 } && !include.Any(p => Wildcard(p).IsMatch(name)))
+        if (include is { Count: > 0 } && !include.Any(p => OrasStaging.Wildcard.IsMatch(p, name)))
         {
             return false;
         }
 
-        return exclude is not { Count: > 0 } || !exclude.Any(p => Wildcard(p).IsMatch(name));
-    }
-
-    private static Regex Wildcard(string pattern)
-    {
-        var sb = new System.Text.StringBuilder("^");
-        for (int i = 0; i < pattern.Length; i++)
-        {
-            char c = pattern[i];
-            switch (c)
-            {
-                case '*':
-                    sb.Append(".*");
-                    break;
-                case '?':
-                    sb.Append('.');
-                    break;
-                case '[':
-                    int close = pattern.IndexOf(']', i + 1);
-                    if (close > i + 1)
-                    {
-                        string set = pattern[(i + 1)..close];
-                        sb.Append('[').Append(set.StartsWith('!') ? "^" + Regex.Escape(set[1..]) : Regex.Escape(set)).Append(']');
-                        i = close;
-                    }
-                    else
-                    {
-                        sb.Append(@"\[");
-                    }
-
-                    break;
-                default:
-                    sb.Append(Regex.Escape(c.ToString()));
-                    break;
-            }
-        }
-
-        return new Regex(sb.Append('$').ToString(), RegexOptions.IgnoreCase | RegexOptions.CultureInvariant);
+        return exclude is not { Count: > 0 } || !exclude.Any(p => OrasStaging.Wildcard.IsMatch(p, name));
     }
 }

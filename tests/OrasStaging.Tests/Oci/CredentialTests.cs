@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using OrasStaging.Oci;
+using OrasStaging.Oci.Auth;
 
 namespace OrasStaging.Tests.Oci;
 

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Text;
 using OrasStaging.Oci;
+using OrasStaging.Oci.Auth;
 
 namespace OrasStaging.Tests.Oci;
 
@@ -301,7 +302,7 @@ public sealed class ProtocolTests : IDisposable
     public async Task An_oversize_or_refused_token_response_fails_clearly()
     {
         _reg.AddImage("lab/a", "v1", (Nosi, Data(10), "a.img.gz"));
-        ServeTokens(token: _ => (200, "{\"token\":\"" + new string('x', RegistryTransport.MaxTokenBytes) + "\"}"));
+        ServeTokens(token: _ => (200, "{\"token\":\"" + new string('x', TokenService.MaxTokenBytes) + "\"}"));
         var big = await Assert.ThrowsAsync<OrasStagingException>(() => Client().ResolveAsync(Ref("lab/a:v1"), new ResolveOptions(), Ct));
         Assert.Equal(ErrorCode.RegistryProtocolError, big.Code);
         Assert.Contains("token response", big.Message);
@@ -651,7 +652,7 @@ public sealed class ProtocolTests : IDisposable
             Size = img.Length,
             BlobUri = new Uri($"http://{_reg.Host}/v2/lab/a/blobs/{FakeRegistry.Digest(img)}"),
         };
-        Uri cacheUri = RegistryClient.CacheUriFor($"http://127.0.0.1:{cache.Port}", image.BlobUri);
+        Uri cacheUri = WithcacheSource.CacheUriFor($"http://127.0.0.1:{cache.Port}", image.BlobUri);
         Assert.StartsWith($"http://127.0.0.1:{cache.Port}/b/", cacheUri.AbsoluteUri);
         string key = cacheUri.Segments[2].TrimEnd('/');
         Assert.DoesNotContain("=", key);

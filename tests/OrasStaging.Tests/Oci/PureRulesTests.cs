@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text;
 using OrasStaging.Oci;
+using OrasStaging.Oci.Auth;
 
 namespace OrasStaging.Tests.Oci;
 
@@ -167,14 +168,26 @@ public class TokenAndRetryTests
     [Fact]
     public void Retry_After_as_seconds_or_http_date_capped()
     {
-        Assert.Equal(TimeSpan.FromSeconds(3), RetryPolicy.ParseRetryAfter("3", Now));
-        Assert.Equal(RetryPolicy.RetryAfterCap, RetryPolicy.ParseRetryAfter("100000", Now));
-        Assert.Equal(TimeSpan.FromSeconds(7), RetryPolicy.ParseRetryAfter(Now.AddSeconds(7).ToString("r"), Now));
-        Assert.Equal(TimeSpan.Zero, RetryPolicy.ParseRetryAfter(Now.AddSeconds(-7).ToString("r"), Now));
-        Assert.Null(RetryPolicy.ParseRetryAfter("soon", Now));
-        Assert.Null(RetryPolicy.ParseRetryAfter((string?)null, Now));
+        Assert.Equal(TimeSpan.FromSeconds(3), RetryAfter("3"));
+        Assert.Equal(RetryPolicy.RetryAfterCap, RetryAfter("100000"));
+        Assert.Equal(TimeSpan.FromSeconds(7), RetryAfter(Now.AddSeconds(7).ToString("r")));
+        Assert.Equal(TimeSpan.Zero, RetryAfter(Now.AddSeconds(-7).ToString("r")));
+        Assert.Null(RetryAfter("soon"));
+        Assert.Null(RetryAfter(null));
         Assert.Equal(TimeSpan.FromSeconds(2), RetryPolicy.ParseRetryAfter(RetryConditionHeaderValue.Parse("2"), Now));
         Assert.Equal(TimeSpan.FromSeconds(9), RetryPolicy.ParseRetryAfter(RetryConditionHeaderValue.Parse(Now.AddSeconds(9).ToString("r")), Now));
+    }
+
+    /// <summary>The header as the transport sees it: parsed by HttpClient from the raw response text.</summary>
+    private static TimeSpan? RetryAfter(string? value)
+    {
+        using var response = new HttpResponseMessage(System.Net.HttpStatusCode.TooManyRequests);
+        if (value is not null)
+        {
+            response.Headers.TryAddWithoutValidation("Retry-After", value);
+        }
+
+        return RetryPolicy.ParseRetryAfter(response.Headers.RetryAfter, Now);
     }
 
     [Fact]
@@ -193,13 +206,13 @@ public class TokenAndRetryTests
     [Fact]
     public void Token_responses_accept_token_or_access_token()
     {
-        var a = RegistryTransport.ParseTokenResponse(Encoding.UTF8.GetBytes("{\"token\":\"T1\",\"expires_in\":300,\"issued_at\":\"2026-11-26T12:00:00Z\"}"), "h");
+        var a = TokenService.ParseTokenResponse(Encoding.UTF8.GetBytes("{\"token\":\"T1\",\"expires_in\":300,\"issued_at\":\"2026-11-26T12:00:00Z\"}"), "h");
         Assert.Equal(("T1", (long?)300, (DateTimeOffset?)Now), a);
-        var b = RegistryTransport.ParseTokenResponse(Encoding.UTF8.GetBytes("{\"access_token\":\"T2\"}"), "h");
+        var b = TokenService.ParseTokenResponse(Encoding.UTF8.GetBytes("{\"access_token\":\"T2\"}"), "h");
         Assert.Equal("T2", b.Token);
         Assert.Null(b.ExpiresIn);
         Assert.Equal(ErrorCode.RegistryProtocolError,
-            Assert.Throws<OrasStagingException>(() => RegistryTransport.ParseTokenResponse(Encoding.UTF8.GetBytes("{}"), "h")).Code);
+            Assert.Throws<OrasStagingException>(() => TokenService.ParseTokenResponse(Encoding.UTF8.GetBytes("{}"), "h")).Code);
     }
 
     [Theory]
@@ -212,7 +225,7 @@ public class TokenAndRetryTests
     [InlineData("https://auth.docker.io/token", "ghcr.io", false)]
     public void Realm_validation(string realm, string registry, bool ok)
     {
-        var ex = Record.Exception(() => RegistryTransport.ValidateRealm(new Uri(realm), registry));
+        var ex = Record.Exception(() => RealmPolicy.ValidateRealm(new Uri(realm), registry));
         if (ok)
         {
             Assert.Null(ex);

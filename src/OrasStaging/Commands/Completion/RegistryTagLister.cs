@@ -15,11 +15,6 @@ internal static class RegistryTagLister
     private const int MaxBodyBytes = 1 << 20;
     private const int MaxPages = 5;
 
-    // Points the credential lookup at a file that cannot exist, which leaves anonymous access (and anonymous
-    // bearer tokens) only.
-    private static readonly string NoDockerConfig =
-        Path.Combine(Path.GetTempPath(), "orasstaging-completion-" + Guid.NewGuid().ToString("n"), "config.json");
-
     private static readonly Regex NextLink = new(
         "<([^>]+)>\\s*;\\s*rel=\"?next\"?", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase);
 
@@ -31,7 +26,7 @@ internal static class RegistryTagLister
         }
 
         var transport = new RegistryTransport(
-            new RegistryOptions { MaximumRetryCount = 0, DockerConfigPath = NoDockerConfig, CacheServer = string.Empty },
+            new RegistryOptions { MaximumRetryCount = 0, Anonymous = true, CacheServer = string.Empty },
             NullOperationSink.Instance);
         var tags = new List<string>();
         Uri? next = transport.RegistryUri(reference.Registry, $"/v2/{reference.Repository}/tags/list");

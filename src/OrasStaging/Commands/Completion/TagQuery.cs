@@ -1,4 +1,4 @@
-using System.Text.RegularExpressions;
+using OrasStaging.Oci;
 
 namespace OrasStaging.Commands.Completion;
 
@@ -9,20 +9,13 @@ namespace OrasStaging.Commands.Completion;
 /// </summary>
 internal sealed record TagQuery(string Prefix, string Host, string Repository, string TagPrefix)
 {
-    // The distribution spec's repository name grammar (path components joined by '/').
-    private static readonly Regex NamePattern = new(
-        "^[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*)*$",
-        RegexOptions.CultureInvariant);
-
-    private static readonly Regex TagPattern = new("^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", RegexOptions.CultureInvariant);
-
     public static bool TryParse(string word, out TagQuery query)
     {
         query = null!;
         string rest = word;
-        if (rest.StartsWith("oras://", StringComparison.OrdinalIgnoreCase))
+        if (rest.StartsWith(ImageReference.Scheme, StringComparison.OrdinalIgnoreCase))
         {
-            rest = rest["oras://".Length..];
+            rest = rest[ImageReference.Scheme.Length..];
         }
 
         if (rest.Contains('@'))
@@ -38,7 +31,7 @@ internal sealed record TagQuery(string Prefix, string Host, string Repository, s
 
         string host = rest[..slash];
         string path = rest[(slash + 1)..];
-        if (!LooksLikeHost(host))
+        if (!ImageReference.NamesRegistry(host) || !ImageReference.IsHost(host))
         {
             return false;
         }
@@ -47,7 +40,7 @@ internal sealed record TagQuery(string Prefix, string Host, string Repository, s
         int colon = path.IndexOf(':', lastSlash + 1);
         string repository = colon >= 0 ? path[..colon] : path;
         string tagPrefix = colon >= 0 ? path[(colon + 1)..] : string.Empty;
-        if (!NamePattern.IsMatch(repository) || (tagPrefix.Length > 0 && !TagPattern.IsMatch(tagPrefix)))
+        if (!ImageReference.IsRepositoryName(repository) || (tagPrefix.Length > 0 && !ImageReference.IsTag(tagPrefix)))
         {
             return false;
         }
@@ -56,7 +49,4 @@ internal sealed record TagQuery(string Prefix, string Host, string Repository, s
         query = new TagQuery(prefix, host, repository, tagPrefix);
         return true;
     }
-
-    private static bool LooksLikeHost(string host) =>
-        host.Contains('.') || host.Contains(':') || host.Equals("localhost", StringComparison.OrdinalIgnoreCase);
 }
