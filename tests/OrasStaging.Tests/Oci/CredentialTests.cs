@@ -20,6 +20,17 @@ public sealed class CredentialTests : IDisposable
         return new CredentialResolver(new RegistryOptions { DockerConfigPath = path, Credential = explicitCredential }, _sink).Find(registry);
     }
 
+    [Fact]
+    public void Anonymous_presents_nothing_even_with_a_credential_and_a_config()
+    {
+        string path = Path.Combine(_dir, "config.json");
+        File.WriteAllText(path, "{\"auths\":{\"ghcr.io\":{\"auth\":\"" + B64("u:p") + "\"}}}");
+        var options = new RegistryOptions { DockerConfigPath = path, Credential = new NetworkCredential("me", "pw"), Anonymous = true };
+        Assert.Null(new CredentialResolver(options, _sink).Find("ghcr.io"));
+        options.Anonymous = false;
+        Assert.Equal("me", new CredentialResolver(options, _sink).Find("ghcr.io")?.Username);
+    }
+
     private static string B64(string s) => Convert.ToBase64String(Encoding.UTF8.GetBytes(s));
 
     [Fact]

@@ -526,6 +526,23 @@ public sealed class ProtocolTests : IDisposable
     }
 
     [Fact]
+    public async Task A_partial_another_process_holds_open_is_not_writable_and_is_kept()
+    {
+        var img = Data(100_000);
+        string dest = Path.Combine(_dir, "held.bin");
+        await File.WriteAllBytesAsync(dest + ".partial", img.AsSpan(0, 10).ToArray());
+        using (new FileStream(dest + ".partial", FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            var ex = await Assert.ThrowsAsync<OrasStagingException>(() => Client().DownloadBlobAsync(Blob(img), dest, false, Ct));
+            Assert.Equal(ErrorCode.DestinationNotWritable, ex.Code);
+            Assert.Contains("another process", ex.Message);
+        }
+
+        Assert.Equal(10, new FileInfo(dest + ".partial").Length);
+        Assert.False(File.Exists(dest));
+    }
+
+    [Fact]
     public async Task A_corrupt_download_leaves_nothing_behind()
     {
         var img = Data(700_000);
@@ -660,8 +677,10 @@ public sealed class ProtocolTests : IDisposable
             Encoding.UTF8.GetString(Convert.FromBase64String(key.Replace('-', '+').Replace('_', '/') + new string('=', (4 - (key.Length % 4)) % 4))));
         Assert.Equal(image.Digest, Uri.UnescapeDataString(cacheUri.Segments[3]));
 
+        var agents = new System.Collections.Concurrent.ConcurrentQueue<string?>();
         cache.Intercept = ctx =>
         {
+            agents.Enqueue(ctx.Request.UserAgent);
             if (ctx.Request.Url!.AbsolutePath == cacheUri.AbsolutePath)
             {
                 FakeRegistry.ServeBytes(ctx, img, honourRange: true);
@@ -684,6 +703,7 @@ public sealed class ProtocolTests : IDisposable
         Assert.DoesNotContain(_reg.Requests, r => r.Path.Contains("/blobs/"));
         Assert.All(cache.Requests, r => Assert.Null(r.Authorization));
         Assert.Equal(new[] { "HEAD", "GET" }, cache.Requests.Select(r => r.Method));
+        Assert.All(agents, a => Assert.StartsWith("OrasStaging/", a));
         Assert.Contains("Cache hit", _sink.All);
 
         // Miss: a different blob is not in the cache.
