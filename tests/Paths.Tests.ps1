@@ -1,5 +1,5 @@
 #Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7.1' }
-# Input paths shared by Expand-DiskImage and Convert-DiskImage (OrasCmdletBase.ResolveInputPaths): only file system
+# Input paths shared by Expand-DiskImage and Convert-DiskImage (PathResolver.InputFiles): only file system
 # paths, resolved against PowerShell's location; folders are not inputs.
 
 BeforeAll {
@@ -77,11 +77,21 @@ Describe 'Input and output paths' {
         $err[0].FullyQualifiedErrorId | Should -Be 'InvalidArgument,OrasStaging.Commands.ExpandDiskImageCommand'
         Join-Path $Work 'x.img' | Should -Not -Exist
     }
+
+    It 'refuses a folder as the destination file with the same id as a folder input' {
+        $err = $null
+        Convert-DiskImage -LiteralPath 'disk.img.gz' -DestinationPath 'disk.img.gz.d' -Format raw -ErrorVariable err -ErrorAction SilentlyContinue |
+            Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be 'InvalidArgument,OrasStaging.Commands.ConvertDiskImageCommand'
+        @(Get-ChildItem -LiteralPath (Join-Path $Work 'disk.img.gz.d') -Force).Count | Should -Be 0
+    }
 }
 
 Describe 'Azure Pipelines message escaping' {
     It 'keeps a multi-line message on one logging-command line' {
-        $escape = [OrasStaging.Commands.OrasCmdletBase].GetMethod('EscapeVso', [Reflection.BindingFlags]'NonPublic, Static')
+        # The one writer of ##vso lines is internal; reach it through the module's assembly.
+        $type = [OrasStaging.Commands.OrasCmdletBase].Assembly.GetType('OrasStaging.Commands.AzurePipelines', $true)
+        $escape = $type.GetMethod('Escape', [Reflection.BindingFlags]'NonPublic, Static')
         $escape.Invoke($null, @("qemu-img failed: 100%`r`nline two")) | Should -Be 'qemu-img failed: 100%AZP25%0D%0Aline two'
     }
 }

@@ -34,52 +34,20 @@ public sealed class ConvertDiskImageCommand : FileInputCmdletBase
     [Parameter]
     public string? QemuImgPath { get; set; }
 
-    [Parameter]
-    public SwitchParameter Force { get; set; }
-
-    protected override void ProcessRecord()
+    private protected override FileJob Plan(string input)
     {
-        foreach (string input in InputFiles())
+        string destination = ResolveOutputPath(DestinationPath);
+        var options = new DiskWriteOptions
         {
-            string destination;
-            DiskWriteOptions options;
-            try
-            {
-                destination = ResolveOutputPath(DestinationPath);
-                options = new DiskWriteOptions
-                {
-                    Format = Format ?? FormatFromExtension(destination),
-                    GrowBy = GrowBy,
-                    Size = MyInvocation.BoundParameters.ContainsKey(nameof(Size)) ? Size : null,
-                    QemuImgPath = QemuImgPath is null ? null : ResolveOutputPath(QemuImgPath),
-                    DisplayName = System.IO.Path.GetFileName(destination),
-                };
-                DestinationFile.CheckDestination(destination, Force);
-            }
-            catch (Exception ex) when (IsItemFailure(ex))
-            {
-                WriteMappedError(ex, input);
-                continue;
-            }
+            Format = Format ?? FormatFromExtension(destination),
+            GrowBy = GrowBy,
+            Size = MyInvocation.BoundParameters.ContainsKey(nameof(Size)) ? Size : null,
+            QemuImgPath = QemuImgPath is null ? null : ResolveOutputPath(QemuImgPath),
+            DisplayName = System.IO.Path.GetFileName(destination),
+        };
 
-            if (!ShouldProcess(destination, $"Convert '{input}' to {options.Format}"))
-            {
-                continue;
-            }
-
-            try
-            {
-                RunBlocking((sink, ct) => DestinationFile.WriteAsync(destination, Force,
-                    temp => DiskImageConverter.ConvertFileAsync(input, temp, options, sink, ct)));
-            }
-            catch (Exception ex) when (IsItemFailure(ex))
-            {
-                WriteMappedError(ex, input);
-                continue;
-            }
-
-            WriteObject(FileOutput(destination));
-        }
+        return new FileJob(destination, $"Convert '{input}' to {options.Format}",
+            (temp, sink, ct) => DiskImageConverter.ConvertFileAsync(input, temp, options, sink, ct));
     }
 
     internal static DiskImageFormat FormatFromExtension(string destination) =>

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using OrasStaging.Compression;
 using OrasStaging.DiskImages;
 
 namespace OrasStaging.Commands;
@@ -12,72 +13,30 @@ namespace OrasStaging.Commands;
 [OutputType(typeof(FileInfo))]
 public sealed class ExpandDiskImageCommand : FileInputCmdletBase
 {
-    internal static readonly string[] CompressedExtensions = { ".gz", ".zst", ".zstd", ".xz", ".bz2" };
-
     /// <summary>The output file, or an existing folder to put it in. Default: beside the input, without the compression extension.</summary>
     [Parameter(Position = 1)]
     [Alias("Destination")]
     public string? DestinationPath { get; set; }
 
-    [Parameter]
-    public SwitchParameter Force { get; set; }
-
-    protected override void ProcessRecord()
+    private protected override FileJob Plan(string input)
     {
-        foreach (string input in InputFiles())
-        {
-            string destination;
-            try
-            {
-                destination = Destination(input);
-                DestinationFile.CheckDestination(destination, Force);
-            }
-            catch (Exception ex) when (IsItemFailure(ex))
-            {
-                WriteMappedError(ex, input);
-                continue;
-            }
-
-            if (!ShouldProcess(destination, $"Expand '{input}'"))
-            {
-                continue;
-            }
-
-            try
-            {
-                RunBlocking((sink, ct) => DestinationFile.WriteAsync(destination, Force,
-                    temp => DiskImageConverter.ExpandFileAsync(input, temp, sink, ct, System.IO.Path.GetFileName(destination))));
-            }
-            catch (Exception ex) when (IsItemFailure(ex))
-            {
-                WriteMappedError(ex, input);
-                continue;
-            }
-
-            WriteObject(FileOutput(destination));
-        }
+        string destination = Destination(input);
+        return new FileJob(destination, $"Expand '{input}'", (temp, sink, ct) =>
+            DiskImageConverter.ExpandFileAsync(input, temp, sink, ct, System.IO.Path.GetFileName(destination)));
     }
 
+    /// <summary>-DestinationPath when it names a file; otherwise the input's output name in that folder, or beside the input.</summary>
     private string Destination(string input)
     {
-        string name = System.IO.Path.GetFileName(input);
-        string? ext = CompressedExtensions.FirstOrDefault(e => name.EndsWith(e, StringComparison.OrdinalIgnoreCase));
-        string? stripped = ext is null ? null : name[..^ext.Length];
-        if (DestinationPath is null || Directory.Exists(ResolveOutputPath(DestinationPath)))
+        if (DestinationPath is null)
         {
-            if (string.IsNullOrEmpty(stripped))
-            {
-                throw new OrasStagingException(ErrorCode.InvalidArgument,
-                    $"Cannot derive an output name from '{name}': it does not end in .gz, .zst, .xz or .bz2.",
-                    "Give -DestinationPath.");
-            }
-
-            string folder = DestinationPath is null
-                ? System.IO.Path.GetDirectoryName(input) ?? "."
-                : ResolveOutputPath(DestinationPath);
-            return System.IO.Path.Combine(folder, stripped);
+            return System.IO.Path.Combine(System.IO.Path.GetDirectoryName(input) ?? ".",
+                CompressedName.OutputName(System.IO.Path.GetFileName(input)));
         }
 
-        return ResolveOutputPath(DestinationPath);
+        string target = ResolveOutputPath(DestinationPath);
+        return Directory.Exists(target)
+            ? System.IO.Path.Combine(target, CompressedName.OutputName(System.IO.Path.GetFileName(input)))
+            : target;
     }
 }

@@ -1,11 +1,13 @@
 using System.Management.Automation;
+using OrasStaging.DiskImages;
+using OrasStaging.IO;
 
 namespace OrasStaging.Commands;
 
 /// <summary>
-/// The input parameters of the cmdlets that read image files (Expand-DiskImage, Convert-DiskImage): wildcard
-/// -Path, and -LiteralPath that binds a file object's PSPath from the pipeline, declared once so both cmdlets
-/// bind the same way.
+/// The cmdlets that turn each input image file into one output file (Expand-DiskImage, Convert-DiskImage):
+/// wildcard -Path, -LiteralPath that binds a file object's PSPath from the pipeline, -Force, and the one per-file
+/// loop, so both bind, ask, write and report alike.
 /// </summary>
 public abstract class FileInputCmdletBase : OrasCmdletBase
 {
@@ -24,10 +26,62 @@ public abstract class FileInputCmdletBase : OrasCmdletBase
     [ValidateNotNullOrEmpty]
     public string[] LiteralPath { get; set; } = Array.Empty<string>();
 
-    /// <summary>The files this call names, resolved against PowerShell's location; misses are reported and skipped.</summary>
-    protected IEnumerable<string> InputFiles()
+    /// <summary>Replace an existing destination file.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    /// <summary>What one input becomes: the destination, the ShouldProcess action, and the write into a temporary path.</summary>
+    private protected sealed record FileJob(
+        string Destination,
+        string Action,
+        Func<string, IOperationSink, CancellationToken, Task<DiskWriteResult>> Write);
+
+    /// <summary>
+    /// Plans the job for one resolved input file; a failure here (no output name, a bad option) is reported for
+    /// that input and the next one runs.
+    /// </summary>
+    private protected abstract FileJob Plan(string input);
+
+    /// <summary>
+    /// Each input in turn: plan, refuse an unusable destination before asking, ask ShouldProcess, write through a
+    /// temporary file that is renamed into place, and output the file. One input failing does not stop the rest.
+    /// </summary>
+    protected override void ProcessRecord()
     {
         bool literal = ParameterSetName == LiteralPathSet;
-        return ResolveInputPaths(literal ? LiteralPath : Path, literal);
+        foreach (string input in Paths.InputFiles(literal ? LiteralPath : Path, literal,
+                     (error, path) => WriteError(ErrorMapping.ToErrorRecord(error, path))))
+        {
+            FileJob job;
+            try
+            {
+                job = Plan(input);
+                FileRules.ThrowIfFolder(job.Destination, "the destination", "Give a file name as the destination.");
+                DestinationFile.CheckDestination(job.Destination, Force);
+            }
+            catch (Exception ex) when (IsItemFailure(ex))
+            {
+                WriteMappedError(ex, input);
+                continue;
+            }
+
+            if (!ShouldProcess(job.Destination, job.Action))
+            {
+                continue;
+            }
+
+            try
+            {
+                RunBlocking((sink, ct) => DestinationFile.WriteAsync(job.Destination, Force,
+                    temp => job.Write(temp, sink, ct)));
+            }
+            catch (Exception ex) when (IsItemFailure(ex))
+            {
+                WriteMappedError(ex, input);
+                continue;
+            }
+
+            WriteObject(FileOutput(job.Destination));
+        }
     }
 }

@@ -7,10 +7,10 @@ using OrasStaging.Staging;
 namespace OrasStaging.Commands;
 
 /// <summary>
-/// <para type="synopsis">Stages a VM disk image from an oras:// artifact in one streaming pass, skipped by digest.</para>
-/// <para type="description">Resolves the reference, streams the layer blob through the digest check and the
-/// decoder straight into the target format (qcow2 by default; raw, fixed VHD… from the extension or -Format),
-/// and commits it atomically with the cijoe stamp &lt;Path&gt;.digest and the receipt &lt;Path&gt;.oras.json.</para>
+/// Stages a VM disk image from an oras:// artifact in one streaming pass, skipped by digest. Resolves the reference,
+/// streams the layer blob through the digest check and the decoder straight into the target format (qcow2 by default;
+/// raw, fixed VHD… from the extension or -Format), and commits it atomically with the cijoe stamp &lt;Path&gt;.digest
+/// and the receipt &lt;Path&gt;.oras.json.
 /// </summary>
 [Cmdlet(VerbsLifecycle.Install, "DiskImageFromOras", DefaultParameterSetName = ReferenceSet,
     SupportsShouldProcess = true, HelpUri = "https://github.com/safl/OrasStaging#install-diskimagefromoras")]

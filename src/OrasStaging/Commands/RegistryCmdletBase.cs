@@ -45,4 +45,26 @@ public abstract class RegistryCmdletBase : OrasCmdletBase
         RetryIntervalSec = RetryIntervalSec,
         CacheServer = cacheServer,
     };
+
+    /// <summary>
+    /// Resolves each reference in turn and hands the image to <paramref name="use"/>; a reference that fails
+    /// (to parse, to resolve, or in <paramref name="use"/>) is reported against its text and the next one runs.
+    /// </summary>
+    protected void ForEachResolved(
+        IEnumerable<string> references, RegistryOptions options, ResolveOptions resolveOptions, Action<OrasImage> use)
+    {
+        foreach (string text in references)
+        {
+            try
+            {
+                var reference = ImageReference.Parse(text);
+                var image = RunBlocking((sink, ct) => new RegistryClient(options, sink).ResolveAsync(reference, resolveOptions, ct));
+                use(image);
+            }
+            catch (Exception ex) when (IsItemFailure(ex))
+            {
+                WriteMappedError(ex, text);
+            }
+        }
+    }
 }

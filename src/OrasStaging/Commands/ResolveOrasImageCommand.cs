@@ -4,9 +4,9 @@ using OrasStaging.Oci;
 namespace OrasStaging.Commands;
 
 /// <summary>
-/// <para type="synopsis">Resolves an oras:// reference to the layer blob that holds the disk image.</para>
-/// <para type="description">Reads the manifest (choosing from an index by platform), picks the layer, and reports its
-/// digest, size, title and registry URL. A pinned @sha256: may name a manifest or the blob itself.</para>
+/// Resolves an oras:// reference to the layer blob that holds the disk image. Reads the manifest (choosing from an
+/// index by platform), picks the layer, and reports its digest, size, title and registry URL. A pinned @sha256: may
+/// name a manifest or the blob itself.
 /// </summary>
 [Cmdlet(VerbsDiagnostic.Resolve, "OrasImage", HelpUri = "https://github.com/safl/OrasStaging#resolve-orasimage")]
 [OutputType(typeof(OrasImage))]
@@ -38,22 +38,6 @@ public sealed class ResolveOrasImageCommand : RegistryCmdletBase
     {
         var options = NewRegistryOptions();
         var resolveOptions = new ResolveOptions { Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType };
-        foreach (string text in Reference)
-        {
-            try
-            {
-                var reference = ImageReference.Parse(text);
-                var image = RunBlocking((sink, ct) =>
-                {
-                    var client = new RegistryClient(options, sink);
-                    return client.ResolveAsync(reference, resolveOptions, ct);
-                });
-                WriteObject(image);
-            }
-            catch (Exception ex) when (IsItemFailure(ex))
-            {
-                WriteMappedError(ex, text);
-            }
-        }
+        ForEachResolved(Reference, options, resolveOptions, WriteObject);
     }
 }

@@ -4,9 +4,9 @@ using OrasStaging.Oci;
 namespace OrasStaging.Commands;
 
 /// <summary>
-/// <para type="synopsis">Downloads a layer blob, verified and resumable, to a file.</para>
-/// <para type="description">Writes &lt;name&gt;.partial, resumes it after an interruption (even in a new process), checks
-/// size and digest, and renames it only then. A file that already holds the digest is skipped.</para>
+/// Downloads a layer blob, verified and resumable, to a file. Writes &lt;name&gt;.partial, resumes it after an
+/// interruption (even in a new process), checks size and digest, and renames it only then. A file that already holds
+/// the digest is skipped.
 /// </summary>
 [Cmdlet(VerbsData.Save, "OrasBlob", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low,
     DefaultParameterSetName = InputObjectSet, HelpUri = "https://github.com/safl/OrasStaging#save-orasblob")]
@@ -59,20 +59,7 @@ public sealed class SaveOrasBlobCommand : RegistryCmdletBase
         if (ParameterSetName == ReferenceSet)
         {
             var resolveOptions = new ResolveOptions { Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType };
-            foreach (string text in Reference)
-            {
-                try
-                {
-                    var reference = ImageReference.Parse(text);
-                    var image = RunBlocking((sink, ct) => new RegistryClient(options, sink).ResolveAsync(reference, resolveOptions, ct));
-                    Save(image, options);
-                }
-                catch (Exception ex) when (IsItemFailure(ex))
-                {
-                    WriteMappedError(ex, text);
-                }
-            }
-
+            ForEachResolved(Reference, options, resolveOptions, image => Save(image, options));
             return;
         }
 
@@ -110,18 +97,6 @@ public sealed class SaveOrasBlobCommand : RegistryCmdletBase
             return target;
         }
 
-        string name;
-        if (image.Title is null)
-        {
-            name = image.Digest[(image.Digest.IndexOf(':') + 1)..] + ".blob";
-        }
-        else
-        {
-            name = Selection.SafeFileName(image.Title) ?? throw new OrasStagingException(ErrorCode.InvalidTitle,
-                $"The layer title '{image.Title}' cannot be used as a file name (separators, '..', a drive or invalid characters).",
-                "Give -DestinationPath a file path to choose the name yourself.");
-        }
-
-        return Path.Combine(target, name);
+        return Path.Combine(target, BlobFileName.For(image));
     }
 }
