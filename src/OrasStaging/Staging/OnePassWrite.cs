@@ -7,18 +7,8 @@ namespace OrasStaging.Staging;
 /// The one pass of a staging run: the verified blob (from the registry, or kept with -KeepBlob) streams through
 /// the decoder into the partial file, and is read to its end so the digest is checked before anything commits.
 /// </summary>
-internal sealed class OnePassWrite
+internal sealed class OnePassWrite(IStagingSource source, IStagingWriter writer, IOperationSink sink)
 {
-    private readonly IStagingSource _source;
-    private readonly IStagingWriter _writer;
-    private readonly IOperationSink _sink;
-
-    public OnePassWrite(IStagingSource source, IStagingWriter writer, IOperationSink sink)
-    {
-        _source = source;
-        _writer = writer;
-        _sink = sink;
-    }
 
     /// <summary>
     /// Writes <paramref name="partialPath"/> from the blob; with <paramref name="cache"/> and not
@@ -33,12 +23,12 @@ internal sealed class OnePassWrite
             Stream blob;
             if (fromCache)
             {
-                _sink.Verbose($"Reading the kept blob {cache!.PathFor(layer.Digest)}.");
+                sink.Verbose($"Reading the kept blob {cache!.PathFor(layer.Digest)}.");
                 blob = cache.Open(layer.Digest);
             }
             else
             {
-                blob = await _source.OpenBlobAsync(layer, cancellationToken).ConfigureAwait(false);
+                blob = await source.OpenBlobAsync(layer, cancellationToken).ConfigureAwait(false);
                 if (cache is not null)
                 {
                     blob = tee = cache.Tee(blob, layer.Digest);
@@ -51,17 +41,17 @@ internal sealed class OnePassWrite
             // hashed here) or a tee (written here) would otherwise share the decoder's thread.
             using (var input = fromCache || tee is not null ? new ReadAheadStream(blob, cancellationToken: cancellationToken) : blob)
             {
-                _sink.Verbose($"Writing {_writer.Format.Name()} to '{partialPath}'.");
+                sink.Verbose($"Writing {writer.Format.Name()} to '{partialPath}'.");
                 try
                 {
-                    written = await _writer.WriteAsync(input, layer.Size, partialPath, _sink, cancellationToken)
+                    written = await writer.WriteAsync(input, layer.Size, partialPath, sink, cancellationToken)
                         .ConfigureAwait(false);
                 }
                 catch (OrasStagingException ex) when (ex.Code is ErrorCode.CorruptInput or ErrorCode.UnsupportedFormat)
                 {
                     // Bytes damaged on the way look like a corrupt image to the decoder. Reading on to the digest
                     // check tells the two apart: it throws DigestMismatch when the transfer is to blame.
-                    _sink.Verbose($"The decoder failed ({ex.Message}); reading on to the digest check to find out why.");
+                    sink.Verbose($"The decoder failed ({ex.Message}); reading on to the digest check to find out why.");
                     await DrainAsync(input, cancellationToken).ConfigureAwait(false);
                     throw;
                 }
@@ -74,7 +64,7 @@ internal sealed class OnePassWrite
 
             if (tee is not null)
             {
-                _sink.Verbose($"Kept the verified blob as {cache!.PathFor(layer.Digest)}.");
+                sink.Verbose($"Kept the verified blob as {cache!.PathFor(layer.Digest)}.");
             }
 
             return written;
