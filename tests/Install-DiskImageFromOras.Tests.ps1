@@ -564,7 +564,7 @@ disk.path = "one.qcow2"
         }
 
         It 'refuses a -ConfigPath that is <Case> with <Id> (<Category>) and a recommended action' -TestCases @(
-            @{ Case = 'a folder'; Id = 'PathNotFound'; Category = 'ObjectNotFound' }
+            @{ Case = 'a folder'; Id = 'InvalidArgument'; Category = 'InvalidArgument' }
             @{ Case = 'missing'; Id = 'PathNotFound'; Category = 'ObjectNotFound' }
             @{ Case = 'held exclusively by another handle'; Id = 'ConfigInvalid'; Category = 'InvalidData' }
             @{ Case = 'malformed TOML'; Id = 'ConfigInvalid'; Category = 'InvalidData' }

@@ -29,7 +29,7 @@ public sealed class ConvertDiskImageCommand : FileInputCmdletBase
     /// <summary>The exact virtual size in bytes; not below the input.</summary>
     [Parameter]
     [ValidateRange(0, long.MaxValue)]
-    public long Size { get; set; }
+    public long? Size { get; set; }
 
     [Parameter]
     public string? QemuImgPath { get; set; }
@@ -39,9 +39,9 @@ public sealed class ConvertDiskImageCommand : FileInputCmdletBase
         string destination = ResolveOutputPath(DestinationPath);
         var options = new DiskWriteOptions
         {
-            Format = Format ?? FormatFromExtension(destination),
+            Format = DiskImageFormats.Choose(destination, Format, otherExtension: null),
             GrowBy = GrowBy,
-            Size = MyInvocation.BoundParameters.ContainsKey(nameof(Size)) ? Size : null,
+            Size = Size,
             QemuImgPath = QemuImgPath is null ? null : ResolveOutputPath(QemuImgPath),
             DisplayName = System.IO.Path.GetFileName(destination),
         };
@@ -49,18 +49,4 @@ public sealed class ConvertDiskImageCommand : FileInputCmdletBase
         return new FileJob(destination, $"Convert '{input}' to {options.Format}",
             (temp, sink, ct) => DiskImageConverter.ConvertFileAsync(input, temp, options, sink, ct));
     }
-
-    internal static DiskImageFormat FormatFromExtension(string destination) =>
-        System.IO.Path.GetExtension(destination).ToLowerInvariant() switch
-        {
-            ".qcow2" => DiskImageFormat.Qcow2,
-            ".img" or ".raw" => DiskImageFormat.Raw,
-            ".vhd" => DiskImageFormat.Vhd,
-            ".vhdx" => DiskImageFormat.Vhdx,
-            ".vmdk" => DiskImageFormat.Vmdk,
-            ".vdi" => DiskImageFormat.Vdi,
-            _ => throw new OrasStagingException(ErrorCode.InvalidArgument,
-                $"Cannot tell the target format from '{System.IO.Path.GetFileName(destination)}'.",
-                "Give -Format (qcow2, raw, vhd, vhdx, vmdk, vdi) or use one of those extensions (.img for raw)."),
-        };
 }

@@ -56,7 +56,6 @@ public abstract class FileInputCmdletBase : OrasCmdletBase
             try
             {
                 job = Plan(input);
-                FileRules.ThrowIfFolder(job.Destination, "the destination", "Give a file name as the destination.");
                 DestinationFile.CheckDestination(job.Destination, Force);
             }
             catch (Exception ex) when (IsItemFailure(ex))

@@ -66,7 +66,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
     /// <summary>The virtual size of the image, when it must be larger than the source.</summary>
     [Parameter]
     [ValidateRange(1, long.MaxValue)]
-    public long Size { get; set; }
+    public long? Size { get; set; }
 
     /// <summary>os/arch[/variant] to choose from an index.</summary>
     [Parameter]
@@ -166,22 +166,10 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
         string target = name.Length > 0 ? name : reference;
         try
         {
-            if (GrowBy > 0 && Size > 0)
-            {
-                // The writer would refuse this too, but only after the registry was asked.
-                throw new OrasStagingException(ErrorCode.InvalidArgument, "Give either -GrowBy or -Size, not both.",
-                    "Use -GrowBy to add to the image's size, or -Size for an exact virtual size.");
-            }
-
             var parsed = ImageReference.Parse(reference);
             string fullPath = ResolveOutputPath(path);
-            string format = TargetFormat.Choose(fullPath, Format?.ToString());
-            if (format is not ("qcow2" or "raw" or "vhd"))
-            {
-                throw new OrasStagingException(ErrorCode.UnsupportedFormat,
-                    $"'{fullPath}' asks for {format}, which is not written in one streaming pass.",
-                    "Stage a qcow2, raw or vhd image (-Format), then use Convert-DiskImage for VHDX, VMDK or VDI.");
-            }
+            var writer = DiskImageStagingWriter.ForTarget(fullPath, Format, GrowBy, Size);
+            string format = writer.Format.Name();
 
             var request = new InstallRequest
             {
@@ -199,7 +187,6 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
             async Task<T> WithFlow<T>(IOperationSink sink, Func<InstallFlow, Task<T>> work)
             {
                 var source = new RegistryStagingSource(registryOptions, parsed, resolveOptions, sink);
-                var writer = new DiskImageStagingWriter(format, GrowBy, Size > 0 ? Size : null);
                 return await work(new InstallFlow(source, writer, sink)).ConfigureAwait(false);
             }
 

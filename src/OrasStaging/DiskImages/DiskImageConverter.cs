@@ -1,4 +1,5 @@
 using OrasStaging.Compression;
+using OrasStaging.IO;
 
 namespace OrasStaging.DiskImages;
 
@@ -16,22 +17,16 @@ public static class DiskImageConverter
     public static async Task<DiskWriteResult> ConvertFileAsync(
         string inputPath, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct)
     {
-        DiskImageWriter.Validate(options);
+        options.Validate();
         var (kind, source) = Probe(inputPath);
         long inputLength = new FileInfo(inputPath).Length;
-        var native = new DiskWriteOptions
-        {
-            Format = options.Format,
-            GrowBy = options.GrowBy,
-            Size = options.Size,
-            InputLength = inputLength,
-            QemuImgPath = options.QemuImgPath,
-            DisplayName = options.DisplayName ?? Path.GetFileName(outputPath),
-        };
+        var native = options.Clone();
+        native.InputLength = inputLength;
+        native.DisplayName ??= Path.GetFileName(outputPath);
 
         bool qcow2Copy = source == SourceFormat.Qcow2 && options.Format == DiskImageFormat.Qcow2
             && options.GrowBy == 0 && options.Size is null;
-        if (DiskImageWriter.IsNative(options.Format) && (source == SourceFormat.Raw || qcow2Copy))
+        if (options.Format.IsNative() && (source == SourceFormat.Raw || qcow2Copy))
         {
             if (qcow2Copy)
             {
@@ -45,25 +40,27 @@ public static class DiskImageConverter
         var qemu = QemuImg.Locate(options.QemuImgPath,
             source != SourceFormat.Raw ? $"to read {source} input" : $"to write {options.Format}");
         sink.Verbose($"Using {qemu.Path} for {source} -> {options.Format}.");
-        var temps = new List<string>();
+        var temps = new List<PartialFile>();
         try
         {
             string qemuInput = inputPath;
             if (kind != CompressionKind.None)
             {
                 // qemu-img needs random access to its input.
-                qemuInput = TempBeside(outputPath, "decoded");
-                temps.Add(qemuInput);
+                var decoded = PartialFile.HiddenBeside(outputPath, "decoded");
+                temps.Add(decoded);
+                qemuInput = decoded.PartialPath;
                 await using var input = OpenRead(inputPath);
                 await DiskImageWriter.ExpandAsync(input, qemuInput, inputLength, native.DisplayName, sink, ct).ConfigureAwait(false);
             }
 
             string sourceName = source == SourceFormat.Raw && HasFixedVhdFooter(qemuInput) ? "vpc" : QemuImg.FormatName(source);
-            if (DiskImageWriter.IsNative(options.Format))
+            if (options.Format.IsNative())
             {
                 // Non-native input, native target: qemu-img to sparse raw, then our writer for growth and layout.
-                string raw = TempBeside(outputPath, "raw");
-                temps.Add(raw);
+                var rawTemp = PartialFile.HiddenBeside(outputPath, "raw");
+                temps.Add(rawTemp);
+                string raw = rawTemp.PartialPath;
                 sink.Progress(new ProgressInfo($"Converting {Path.GetFileName(inputPath)}", "qemu-img", 0, null));
                 await qemu.RunAsync(new[] { "convert", "-f", sourceName, "-O", "raw", qemuInput, raw }, ct).ConfigureAwait(false);
                 await using var rawInput = OpenRead(raw);
@@ -77,12 +74,7 @@ public static class DiskImageConverter
             long sourceSize = await qemu.VirtualSizeAsync(qemuInput, sourceName, ct).ConfigureAwait(false);
             if (options.GrowBy != 0 || options.Size is not null)
             {
-                long size = DiskImageWriter.VirtualSize(sourceSize, new DiskWriteOptions
-                {
-                    Format = options.Format,
-                    GrowBy = options.GrowBy,
-                    Size = options.Size,
-                });
+                long size = WriteSizes.VirtualSize(sourceSize, options);
                 await qemu.RunAsync(new[] { "create", "-q", "-f", target, outputPath, size.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ct).ConfigureAwait(false);
                 await qemu.RunAsync(new[] { "convert", "-n", "--target-is-zero", "-f", sourceName, "-O", target, qemuInput, outputPath }, ct).ConfigureAwait(false);
             }
@@ -103,9 +95,10 @@ public static class DiskImageConverter
         }
         finally
         {
-            foreach (string temp in temps)
+            // Never committed: disposing deletes them.
+            foreach (var temp in temps)
             {
-                TryDelete(temp);
+                temp.Dispose();
             }
         }
     }
@@ -176,63 +169,4 @@ public static class DiskImageConverter
 
     private static FileStream OpenRead(string path) =>
         new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 20, FileOptions.SequentialScan);
-
-    internal static string TempBeside(string outputPath, string purpose) =>
-        Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outputPath)) ?? ".",
-            $".{Path.GetFileName(outputPath)}.{purpose}.{Guid.NewGuid().ToString("N")[..8]}.tmp");
-
-    internal static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            // Best effort: a leftover temp file is named after the destination and starts with a dot.
-        }
-    }
-}
-
-/// <summary>Writes through a temporary file beside the destination, renamed into place only when complete.</summary>
-public static class DestinationFile
-{
-    /// <summary>
-    /// Fails with DestinationExists unless <paramref name="force"/>; runs <paramref name="write"/> against a new
-    /// temporary path in the destination's folder; renames it over the destination on success and deletes it on
-    /// any failure or cancellation, so nothing half-written is ever left behind.
-    /// </summary>
-    public static async Task<DiskWriteResult> WriteAsync(
-        string destination, bool force, Func<string, Task<DiskWriteResult>> write)
-    {
-        CheckDestination(destination, force);
-        string temp = DiskImageConverter.TempBeside(destination, "partial");
-        try
-        {
-            var result = await write(temp).ConfigureAwait(false);
-            CheckDestination(destination, force);
-            File.Move(temp, destination, overwrite: force);
-            return result;
-        }
-        catch
-        {
-            DiskImageConverter.TryDelete(temp);
-            throw;
-        }
-    }
-
-    public static void CheckDestination(string destination, bool force)
-    {
-        if (Directory.Exists(destination))
-        {
-            throw new OrasStagingException(ErrorCode.DestinationExists,
-                $"The destination '{destination}' is a folder.", "Give a file name as the destination.");
-        }
-
-        if (!force && File.Exists(destination))
-        {
-            throw new OrasStagingException(ErrorCode.DestinationExists,
-                $"The destination '{destination}' already exists.", "Use -Force to overwrite it, or choose another destination.");
-        }
-    }
 }

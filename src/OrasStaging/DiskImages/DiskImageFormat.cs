@@ -2,7 +2,7 @@ using OrasStaging.Compression;
 
 namespace OrasStaging.DiskImages;
 
-/// <summary>A disk-image format; the type of Convert-DiskImage's -Format.</summary>
+/// <summary>A disk-image format: the type of -Format, of what the writers write and of what the results report.</summary>
 public enum DiskImageFormat
 {
     Qcow2,
@@ -11,6 +11,40 @@ public enum DiskImageFormat
     Vhdx,
     Vmdk,
     Vdi,
+}
+
+/// <summary>The rules about a <see cref="DiskImageFormat"/>: its name, whether it is written natively, and the extension rule.</summary>
+public static class DiskImageFormats
+{
+    /// <summary>The lower-case name shown to users and written to receipts: "qcow2", "raw", "vhd"…</summary>
+    public static string Name(this DiskImageFormat format) => format.ToString().ToLowerInvariant();
+
+    /// <summary>Written in one streaming pass by this module, with no external tool.</summary>
+    public static bool IsNative(this DiskImageFormat format) =>
+        format is DiskImageFormat.Qcow2 or DiskImageFormat.Raw or DiskImageFormat.Vhd;
+
+    /// <summary>The format a file name's extension stands for (.img and .raw are raw), or null for any other extension.</summary>
+    public static DiskImageFormat? FromExtension(string path) =>
+        Path.GetExtension(path).ToLowerInvariant() switch
+        {
+            ".qcow2" => DiskImageFormat.Qcow2,
+            ".img" or ".raw" => DiskImageFormat.Raw,
+            ".vhd" => DiskImageFormat.Vhd,
+            ".vhdx" => DiskImageFormat.Vhdx,
+            ".vmdk" => DiskImageFormat.Vmdk,
+            ".vdi" => DiskImageFormat.Vdi,
+            _ => null,
+        };
+
+    /// <summary>
+    /// The format to write to <paramref name="path"/>: <paramref name="requested"/> when given, else the extension's,
+    /// else <paramref name="otherExtension"/>; InvalidArgument when that is null too.
+    /// </summary>
+    public static DiskImageFormat Choose(string path, DiskImageFormat? requested, DiskImageFormat? otherExtension) =>
+        requested ?? FromExtension(path) ?? otherExtension
+            ?? throw new OrasStagingException(ErrorCode.InvalidArgument,
+                $"Cannot tell the target format from '{Path.GetFileName(path)}'.",
+                "Give -Format (qcow2, raw, vhd, vhdx, vmdk, vdi) or use one of those extensions (.img for raw).");
 }
 
 /// <summary>What the decoded bytes of an input are, as told by their signatures.</summary>
@@ -42,6 +76,39 @@ public sealed class DiskWriteOptions
 
     /// <summary>The name shown in progress and Verbose when writing through a temporary file.</summary>
     internal string? DisplayName { get; set; }
+
+    internal DiskWriteOptions Clone() => (DiskWriteOptions)MemberwiseClone();
+
+    /// <summary>The one check of the options, made before any byte is read (or any registry asked).</summary>
+    internal void Validate()
+    {
+        if (GrowBy < 0)
+        {
+            throw new OrasStagingException(ErrorCode.InvalidArgument, $"GrowBy must not be negative (got {GrowBy}).");
+        }
+
+        if (Size is { } size && size < 0)
+        {
+            throw new OrasStagingException(ErrorCode.InvalidArgument, $"Size must not be negative (got {size}).");
+        }
+
+        if (Size is not null && GrowBy != 0)
+        {
+            throw new OrasStagingException(ErrorCode.InvalidArgument, "Give either GrowBy or Size, not both.",
+                "Use -GrowBy to add to the input's size, or -Size for an exact virtual size.");
+        }
+    }
+
+    /// <summary>For a one-pass writer: the options are valid and the format is one it writes.</summary>
+    internal void ValidateNative(string recommendedAction)
+    {
+        Validate();
+        if (!Format.IsNative())
+        {
+            throw new OrasStagingException(ErrorCode.UnsupportedFormat,
+                $"{Format.Name()} is not written natively in one streaming pass.", recommendedAction);
+        }
+    }
 }
 
 public sealed record DiskWriteResult(

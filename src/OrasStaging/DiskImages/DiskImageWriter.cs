@@ -2,18 +2,16 @@ using System.Buffers.Binary;
 using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
 using OrasStaging.Compression;
+using OrasStaging.IO;
 
 namespace OrasStaging.DiskImages;
 
 /// <summary>
-/// Decode-and-write in one pass: a decoder thread fills 1 MiB buffers from the (compressed) input and a writer
-/// thread zero-checks and writes them, with a bounded set of buffers between them (memory stays flat).
+/// Decode-and-write in one pass: a decoder thread (<see cref="DecodePump"/>) fills 1 MiB buffers from the
+/// (compressed) input and a writer thread zero-checks and writes them, with a bounded set of buffers between them.
 /// </summary>
 public static class DiskImageWriter
 {
-    internal const int ChunkSize = 1 << 20;
-    private const int Buffers = 6;
-
     /// <summary>
     /// Reads <paramref name="input"/> (compressed or not, told by its magic bytes) once, sequentially, to its end,
     /// and writes the target format into a new file at <paramref name="outputPath"/> (FileMode.CreateNew), flushed
@@ -33,73 +31,14 @@ public static class DiskImageWriter
         WriteCoreAsync(input, outputPath, new DiskWriteOptions { Format = DiskImageFormat.Raw, InputLength = inputLength, DisplayName = displayName },
             expandOnly: true, sink, ct);
 
-    internal static void Validate(DiskWriteOptions options)
-    {
-        if (options.GrowBy < 0)
-        {
-            throw new OrasStagingException(ErrorCode.InvalidArgument, $"GrowBy must not be negative (got {options.GrowBy}).");
-        }
-
-        if (options.Size is { } size && size < 0)
-        {
-            throw new OrasStagingException(ErrorCode.InvalidArgument, $"Size must not be negative (got {size}).");
-        }
-
-        if (options.Size is not null && options.GrowBy != 0)
-        {
-            throw new OrasStagingException(ErrorCode.InvalidArgument, "Give either GrowBy or Size, not both.",
-                "Use -GrowBy to add to the input's size, or -Size for an exact virtual size.");
-        }
-    }
-
-    internal static bool IsNative(DiskImageFormat format) =>
-        format is DiskImageFormat.Qcow2 or DiskImageFormat.Raw or DiskImageFormat.Vhd;
-
-    /// <summary>The virtual size for a native target: the input rounded up to 512, plus growth, or the exact Size.</summary>
-    internal static long VirtualSize(long decodedLength, DiskWriteOptions options)
-    {
-        long baseSize = RoundUp(decodedLength, 512);
-        long size;
-        if (options.Size is { } exact)
-        {
-            if (exact < decodedLength)
-            {
-                throw new OrasStagingException(ErrorCode.InvalidArgument,
-                    $"Size {Units.Bytes(exact)} ({exact} bytes) is below the input's {Units.Bytes(decodedLength)} ({decodedLength} bytes).",
-                    "Give a Size at least as large as the image, or use GrowBy.");
-            }
-
-            size = RoundUp(exact, 512);
-        }
-        else if (options.Format == DiskImageFormat.Raw && options.GrowBy == 0)
-        {
-            // A plain raw copy keeps the exact length, like gunzip would.
-            return decodedLength;
-        }
-        else
-        {
-            size = RoundUp(baseSize + options.GrowBy, 512);
-        }
-
-        return options.Format == DiskImageFormat.Vhd ? VhdFooter.RoundToMiB(size) : size;
-    }
-
-    internal static long RoundUp(long value, long unit) => (value + unit - 1) / unit * unit;
-
     private static async Task<DiskWriteResult> WriteCoreAsync(
         Stream input, string outputPath, DiskWriteOptions options, bool expandOnly, IOperationSink sink, CancellationToken ct)
     {
-        Validate(options);
-        if (!IsNative(options.Format))
-        {
-            throw new OrasStagingException(ErrorCode.UnsupportedFormat,
-                $"{options.Format} is not written natively from a stream.",
-                "Use Convert-DiskImage, which calls qemu-img for VMDK, VHDX and VDI.");
-        }
+        options.ValidateNative("Use Convert-DiskImage, which calls qemu-img for VMDK, VHDX and VDI.");
 
         var counting = new CountingStream(input);
         var head = new byte[CompressionDetector.PeekLength];
-        int headLength = ReadFull(counting, head, ct);
+        int headLength = DecodePump.ReadFull(counting, head, ct);
         Array.Resize(ref head, headLength);
         if (CompressionDetector.UnsupportedCompression(head) is { } unsupported)
         {
@@ -117,20 +56,20 @@ public static class DiskImageWriter
         }
 
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var filled = Channel.CreateBounded<(byte[] Buffer, int Count)>(new BoundedChannelOptions(Buffers)
+        var filled = Channel.CreateBounded<(byte[] Buffer, int Count)>(new BoundedChannelOptions(DecodePump.Buffers)
         {
             SingleReader = true,
             SingleWriter = true,
         });
         var free = Channel.CreateUnbounded<byte[]>();
-        for (int i = 0; i < Buffers; i++)
+        for (int i = 0; i < DecodePump.Buffers; i++)
         {
-            free.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(ChunkSize));
+            free.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(DecodePump.ChunkSize));
         }
 
         var prefixed = new PrefixedStream(head, counting);
         Task producer = Task.Factory.StartNew(
-            () => Decode(kind, prefixed, counting, filled.Writer, free.Reader, linked.Token),
+            () => DecodePump.Decode(kind, prefixed, counting, filled.Writer, free.Reader, linked.Token),
             linked.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         try
@@ -156,91 +95,6 @@ public static class DiskImageWriter
                 // The consumer has already seen the producer's failure through the channel.
             }
         }
-    }
-
-    private static int ReadFull(Stream s, byte[] buffer, CancellationToken ct)
-    {
-        int total = 0;
-        while (total < buffer.Length)
-        {
-            ct.ThrowIfCancellationRequested();
-            int n = s.Read(buffer, total, buffer.Length - total);
-            if (n == 0)
-            {
-                break;
-            }
-
-            total += n;
-        }
-
-        return total;
-    }
-
-    private static void Decode(
-        CompressionKind kind, Stream prefixed, CountingStream counting,
-        ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct)
-    {
-        Exception? failure = null;
-        try
-        {
-            using Stream decoded = Decoders.Open(kind, prefixed);
-            if (kind == CompressionKind.Gzip)
-            {
-                using var chunker = new ChunkingStream(filled, free, ct);
-                decoded.CopyTo(chunker, ChunkSize);
-                chunker.Complete();
-                filled.TryComplete();
-                return;
-            }
-
-            while (true)
-            {
-                if (!free.TryRead(out byte[]? buffer))
-                {
-                    buffer = free.ReadAsync(ct).AsTask().GetAwaiter().GetResult();
-                }
-
-                int n = ReadFull(decoded, buffer, ct);
-                if (n > 0)
-                {
-                    filled.WriteAsync((buffer, n), ct).AsTask().GetAwaiter().GetResult();
-                }
-
-                if (n < buffer.Length)
-                {
-                    break;
-                }
-            }
-        }
-        catch (Exception ex)
-        {
-            failure = Translate(ex, kind, counting, ct);
-        }
-
-        filled.TryComplete(failure);
-    }
-
-    /// <summary>The input's own failures pass unchanged; a decoder's complaint becomes CorruptInput.</summary>
-    private static Exception Translate(Exception ex, CompressionKind kind, CountingStream counting, CancellationToken ct)
-    {
-        if (counting.Fault is { } fault)
-        {
-            return fault;
-        }
-
-        if (ex is OperationCanceledException || ct.IsCancellationRequested || ex is OrasStagingException)
-        {
-            return ex;
-        }
-
-        if (ex is IOException io && DiskSpace.IsDiskFull(io))
-        {
-            return ex;
-        }
-
-        return new OrasStagingException(ErrorCode.CorruptInput,
-            $"The {kind} stream is corrupt or truncated after {Units.Bytes(counting.Count)} of input: {ex.Message}",
-            "Download the file again; if it persists, the published artifact is damaged.", ex);
     }
 
     private static DiskWriteResult Consume(
@@ -314,23 +168,10 @@ public static class DiskImageWriter
                 (target, stripFooter, qcow2VirtualSize) = OpenTarget(ReadOnlySpan<byte>.Empty, outputPath, options, expandOnly, sink);
             }
 
-            if (stripFooter && decoded >= VhdFooter.Length && prev is { } pv)
+            if (stripFooter && decoded >= VhdFooter.Length && VhdFooter.TrimFixedFooter(ref prev, ref last))
             {
-                Span<byte> tail = stackalloc byte[VhdFooter.Length];
-                int fromLast = last?.Count ?? 0;
-                pv.Buffer.AsSpan(pv.Count - (VhdFooter.Length - fromLast), VhdFooter.Length - fromLast).CopyTo(tail);
-                if (last is { } l)
-                {
-                    l.Buffer.AsSpan(0, l.Count).CopyTo(tail[(VhdFooter.Length - fromLast)..]);
-                }
-
-                if (VhdFooter.IsFixedFooter(tail))
-                {
-                    sink.Verbose("The input is a fixed VHD: its footer is dropped and its data taken as raw.");
-                    prev = (pv.Buffer, pv.Count - (VhdFooter.Length - fromLast));
-                    last = null;
-                    decoded -= VhdFooter.Length;
-                }
+                sink.Verbose("The input is a fixed VHD: its footer is dropped and its data taken as raw.");
+                decoded -= VhdFooter.Length;
             }
 
             if (prev is { } final1 && final1.Count > 0)
@@ -345,7 +186,7 @@ public static class DiskImageWriter
 
             long virtualSize = target is CopyWriter ? qcow2VirtualSize
                 : expandOnly ? decoded
-                : VirtualSize(decoded, options);
+                : WriteSizes.VirtualSize(decoded, options);
             if (options.Format == DiskImageFormat.Vhd && !expandOnly && virtualSize > VhdFooter.MaxQemuSize)
             {
                 sink.Warning($"A {Units.Bytes(virtualSize)} VHD is beyond the 2040 GiB that qemu and Hyper-V read; Azure accepts it.");
@@ -412,74 +253,5 @@ public static class DiskImageWriter
         }
 
         return (target, !expandOnly && !copy, qcow2Size);
-    }
-
-    /// <summary>Cuts whatever a decoder's CopyTo writes into full pool buffers for the writer thread.</summary>
-    private sealed class ChunkingStream : Stream
-    {
-        private readonly ChannelWriter<(byte[], int)> _filled;
-        private readonly ChannelReader<byte[]> _free;
-        private readonly CancellationToken _ct;
-        private byte[]? _buffer;
-        private int _count;
-
-        public ChunkingStream(ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct)
-        {
-            _filled = filled;
-            _free = free;
-            _ct = ct;
-        }
-
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
-
-        public override void Write(ReadOnlySpan<byte> data)
-        {
-            while (!data.IsEmpty)
-            {
-                if (_buffer is null)
-                {
-                    if (!_free.TryRead(out _buffer))
-                    {
-                        _buffer = _free.ReadAsync(_ct).AsTask().GetAwaiter().GetResult();
-                    }
-
-                    _count = 0;
-                }
-
-                int n = Math.Min(data.Length, _buffer.Length - _count);
-                data[..n].CopyTo(_buffer.AsSpan(_count));
-                _count += n;
-                data = data[n..];
-                if (_count == _buffer.Length)
-                {
-                    Send();
-                }
-            }
-        }
-
-        public void Complete()
-        {
-            if (_buffer is not null && _count > 0)
-            {
-                Send();
-            }
-        }
-
-        private void Send()
-        {
-            _filled.WriteAsync((_buffer!, _count), _ct).AsTask().GetAwaiter().GetResult();
-            _buffer = null;
-            _count = 0;
-        }
-
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

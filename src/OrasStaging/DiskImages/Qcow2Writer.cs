@@ -30,8 +30,6 @@ internal sealed class Qcow2Writer : IImageTarget
         RandomAccess.Write(_handle, new byte[Cs], 0);
     }
 
-    public long DataClusters => _dataClusters;
-
     public void Append(byte[] buffer, int count)
     {
         _segments.Clear();

@@ -64,4 +64,34 @@ internal static class VhdFooter
 
     /// <summary>Azure wants whole MiB of data.</summary>
     public static long RoundToMiB(long size) => (size + (1 << 20) - 1) & ~((1L << 20) - 1);
+
+    /// <summary>
+    /// When the input's last 512 bytes, which may straddle the last two chunks, are a fixed VHD footer, shortens
+    /// the chunks so the footer is not written as data; true when it did. The caller has at least 512 bytes.
+    /// </summary>
+    public static bool TrimFixedFooter(ref (byte[] Buffer, int Count)? prev, ref (byte[] Buffer, int Count)? last)
+    {
+        if (prev is not { } pv)
+        {
+            return false;
+        }
+
+        Span<byte> tail = stackalloc byte[Length];
+        int fromLast = last?.Count ?? 0;
+        int fromPrev = Length - fromLast;
+        pv.Buffer.AsSpan(pv.Count - fromPrev, fromPrev).CopyTo(tail);
+        if (last is { } l)
+        {
+            l.Buffer.AsSpan(0, l.Count).CopyTo(tail[fromPrev..]);
+        }
+
+        if (!IsFixedFooter(tail))
+        {
+            return false;
+        }
+
+        prev = (pv.Buffer, pv.Count - fromPrev);
+        last = null;
+        return true;
+    }
 }

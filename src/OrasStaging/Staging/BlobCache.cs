@@ -1,4 +1,6 @@
 using System.Security.Cryptography;
+using OrasStaging.IO;
+using DigestRules = OrasStaging.Oci.Digest;
 
 namespace OrasStaging.Staging;
 
@@ -9,22 +11,19 @@ namespace OrasStaging.Staging;
 /// </summary>
 internal sealed class BlobCache
 {
-    private static readonly System.Text.RegularExpressions.Regex DigestPattern =
-        new("^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
-
     private readonly string _root;
 
     public BlobCache(string root) => _root = root;
 
     public string PathFor(string digest)
     {
-        int colon = digest.IndexOf(':');
-        if (!DigestPattern.IsMatch(digest))
+        if (!DigestRules.IsValid(digest))
         {
             throw new OrasStagingException(ErrorCode.InvalidArgument, $"'{digest}' is not a digest.");
         }
 
-        return Path.Combine(_root, digest[..colon], digest[(colon + 1)..]);
+        var (algorithm, hex) = DigestRules.Split(digest);
+        return Path.Combine(_root, algorithm, hex);
     }
 
     public bool Contains(string digest) => File.Exists(PathFor(digest));
@@ -44,28 +43,20 @@ internal sealed class BlobCache
         Directory.CreateDirectory(Path.GetDirectoryName(final)!);
         return new TeeStream(source, final);
     }
-
-    public static HashAlgorithmName? AlgorithmOf(string digest) =>
-        digest.StartsWith("sha256:", StringComparison.OrdinalIgnoreCase) ? HashAlgorithmName.SHA256
-        : digest.StartsWith("sha512:", StringComparison.OrdinalIgnoreCase) ? HashAlgorithmName.SHA512
-        : null;
 }
 
 /// <summary>Copies what it reads into <c>&lt;final&gt;.&lt;random&gt;.partial</c>; <see cref="Commit"/> renames it once the end was read.</summary>
 internal sealed class TeeStream : PassThroughStream
 {
-    private readonly string _final;
-    private readonly string _partial;
+    private readonly PartialFile _partial;
     private readonly FileStream _copy;
     private bool _sawEnd;
-    private bool _committed;
 
     public TeeStream(Stream source, string final)
         : base(source)
     {
-        _final = final;
-        _partial = $"{final}.{AtomicFile.RandomToken()}.partial";
-        _copy = new FileStream(_partial, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+        _partial = PartialFile.RandomBeside(final);
+        _copy = new FileStream(_partial.PartialPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
     }
 
     protected override void Observe(ReadOnlySpan<byte> data)
@@ -90,8 +81,7 @@ internal sealed class TeeStream : PassThroughStream
 
         _copy.Flush(flushToDisk: true);
         _copy.Dispose();
-        File.Move(_partial, _final, overwrite: true);
-        _committed = true;
+        _partial.Commit();
     }
 
     protected override void Dispose(bool disposing)
@@ -99,10 +89,7 @@ internal sealed class TeeStream : PassThroughStream
         if (disposing)
         {
             _copy.Dispose();
-            if (!_committed)
-            {
-                AtomicFile.TryDelete(_partial);
-            }
+            _partial.Dispose();
 
             Source.Dispose();
         }
@@ -122,9 +109,7 @@ internal sealed class VerifyingStream : PassThroughStream
         : base(source)
     {
         _digest = digest;
-        var algorithm = BlobCache.AlgorithmOf(digest)
-            ?? throw new OrasStagingException(ErrorCode.DigestMismatch, $"The digest algorithm of '{digest}' is not supported.");
-        _hash = IncrementalHash.CreateHash(algorithm);
+        _hash = DigestRules.CreateHash(digest);
     }
 
     protected override void Observe(ReadOnlySpan<byte> data)
@@ -141,9 +126,8 @@ internal sealed class VerifyingStream : PassThroughStream
         }
 
         _checked = true;
-        string actual = _digest[.._digest.IndexOf(':')].ToLowerInvariant() + ":"
-            + Convert.ToHexString(_hash.GetHashAndReset()).ToLowerInvariant();
-        if (!string.Equals(actual, _digest, StringComparison.OrdinalIgnoreCase))
+        string actual = DigestRules.Format(_digest, _hash.GetHashAndReset());
+        if (!DigestRules.AreEqual(actual, _digest))
         {
             throw new OrasStagingException(ErrorCode.DigestMismatch,
                 $"The kept blob for {_digest} hashes to {actual}; it is damaged.",

@@ -25,12 +25,8 @@ internal static class CijoeConfig
     {
         environment ??= Environment.GetEnvironmentVariable;
         string text;
-        if (Directory.Exists(configPath))
-        {
-            // Reading a folder fails as "access denied", which would send the user to fix permissions.
-            throw new OrasStagingException(ErrorCode.PathNotFound, $"'{configPath}' is a folder, not a config file.",
-                "Give -ConfigPath the path of the cijoe .toml file itself.");
-        }
+        // Reading a folder fails as "access denied", which would send the user to fix permissions.
+        IO.FileRules.ThrowIfFolder(configPath, "the config (-ConfigPath)", "Give -ConfigPath the path of the cijoe .toml file itself.");
 
         try
         {

@@ -5,31 +5,32 @@ namespace OrasStaging.Staging;
 /// <summary>The production writer: the native disk image writer decodes the stream and writes the target format.</summary>
 internal sealed class DiskImageStagingWriter : IStagingWriter
 {
-    private readonly DiskImageFormat _format;
-    private readonly long _growBy;
-    private readonly long? _size;
+    private readonly DiskWriteOptions _options;
 
-    public DiskImageStagingWriter(string format, long growBy, long? size)
+    /// <summary>Checks the options before any registry is asked: valid, and a format written in one pass.</summary>
+    public DiskImageStagingWriter(DiskWriteOptions options)
     {
-        _format = Enum.Parse<DiskImageFormat>(format, ignoreCase: true);
-        _growBy = growBy;
-        _size = size;
-        FormatName = format.ToLowerInvariant();
+        options.ValidateNative("Stage a qcow2, raw or vhd image (-Format), then use Convert-DiskImage for VHDX, VMDK or VDI.");
+        _options = options;
     }
 
-    public string FormatName { get; }
+    /// <summary>The writer for an image at <paramref name="path"/>: -Format, else the extension's, else qcow2.</summary>
+    public static DiskImageStagingWriter ForTarget(string path, DiskImageFormat? format, long growBy, long? size) =>
+        new(new DiskWriteOptions
+        {
+            Format = DiskImageFormats.Choose(path, format, otherExtension: DiskImageFormat.Qcow2),
+            GrowBy = growBy,
+            Size = size,
+        });
+
+    public DiskImageFormat Format => _options.Format;
 
     public async Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
         CancellationToken cancellationToken)
     {
-        var options = new DiskWriteOptions
-        {
-            Format = _format,
-            GrowBy = _growBy,
-            Size = _size,
-            InputLength = inputLength,
-        };
+        var options = _options.Clone();
+        options.InputLength = inputLength;
         var result = await DiskImageWriter.WriteAsync(input, outputPath, options, sink, cancellationToken).ConfigureAwait(false);
-        return new WrittenImage(result.Format.ToString().ToLowerInvariant(), result.VirtualSize, result.FileSize, result.InputBytes);
+        return new WrittenImage(result.Format, result.VirtualSize, result.FileSize, result.InputBytes);
     }
 }

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using OrasStaging.DiskImages;
+using OrasStaging.IO;
 
 namespace OrasStaging.Staging;
 
@@ -24,7 +26,8 @@ internal sealed record Receipt
 
     public string? Title { get; init; }
 
-    public string Format { get; init; } = string.Empty;
+    /// <summary>Written by its lower-case name ("qcow2", "raw", "vhd"), as <see cref="DiskImageFormats.Name"/> spells it.</summary>
+    public DiskImageFormat Format { get; init; }
 
     public long VirtualSize { get; init; }
 
@@ -40,6 +43,9 @@ internal sealed record Receipt
 
         // Media types carry '+'; the receipt is for people too, so keep it readable.
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+
+        // "format": "qcow2", as receipts have always said; a number would mean nothing to a reader.
+        Converters = { new JsonStringEnumConverter<DiskImageFormat>(JsonNamingPolicy.CamelCase, allowIntegerValues: false) },
     };
 
     public static string PathFor(string imagePath) => imagePath + ".oras.json";
@@ -58,9 +64,8 @@ internal sealed record Receipt
     }
 
     public void Write(string imagePath) =>
-        AtomicFile.WriteAllText(PathFor(imagePath), JsonSerializer.Serialize(this, Options) + "\n");
+        PartialFile.WriteAllText(PathFor(imagePath), JsonSerializer.Serialize(this, Options) + "\n");
 
-    public static void Delete(string imagePath) => File.Delete(PathFor(imagePath));
 
     public static string CurrentModuleVersion { get; } =
         typeof(Receipt).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "0.0.0";

@@ -1,3 +1,5 @@
+using OrasStaging.DiskImages;
+
 namespace OrasStaging.Staging;
 
 /// <summary>What the staging flow needs to know about the resolved artifact; mapped from the OCI client's result.</summary>
@@ -39,13 +41,13 @@ internal interface IStagingSource
 }
 
 /// <summary>What the disk writer reports about the file it wrote.</summary>
-internal sealed record WrittenImage(string Format, long VirtualSize, long FileSize, long InputBytes);
+internal sealed record WrittenImage(DiskImageFormat Format, long VirtualSize, long FileSize, long InputBytes);
 
 /// <summary>Decodes the (compressed) blob stream and writes a new image file: DiskImageWriter in production.</summary>
 internal interface IStagingWriter
 {
-    /// <summary>The format name that will be written, for messages and the receipt.</summary>
-    string FormatName { get; }
+    /// <summary>The format that will be written, for messages and the result of a skip.</summary>
+    DiskImageFormat Format { get; }
 
     Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
         CancellationToken cancellationToken);

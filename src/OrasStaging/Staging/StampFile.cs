@@ -1,3 +1,5 @@
+using OrasStaging.IO;
+
 namespace OrasStaging.Staging;
 
 /// <summary>
@@ -23,7 +25,6 @@ internal static class StampFile
     }
 
     public static void Write(string imagePath, string digest) =>
-        AtomicFile.WriteAllText(PathFor(imagePath), digest);
+        PartialFile.WriteAllText(PathFor(imagePath), digest);
 
-    public static void Delete(string imagePath) => File.Delete(PathFor(imagePath));
 }

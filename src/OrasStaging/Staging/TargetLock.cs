@@ -98,7 +98,7 @@ internal sealed class TargetLock : IDisposable
         // (IsUnlinked) and retries. On Windows DeleteOnClose does the same; on macOS the empty file stays.
         if (OperatingSystem.IsLinux())
         {
-            AtomicFile.TryDelete(_path);
+            IO.PartialFile.TryDelete(_path);
         }
 
         _stream.Dispose();

@@ -4,7 +4,8 @@ namespace OrasStaging.Tests.DiskImages;
 
 public class DiskImageConverterTests
 {
-    private static readonly CancellationToken Timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3)).Token;
+    // A hang guard for each call, not for the whole class: on a loaded machine the class alone outlasts 3 minutes.
+    private static CancellationToken Timeout => new CancellationTokenSource(TimeSpan.FromMinutes(3)).Token;
 
     private static Task<DiskWriteResult> Convert(string input, string output, DiskWriteOptions options) =>
         DiskImageConverter.ConvertFileAsync(input, output, options, NullOperationSink.Instance, Timeout);
@@ -118,6 +119,12 @@ public class DiskImageConverterTests
         var exists = await Assert.ThrowsAsync<OrasStagingException>(() => DestinationFile.WriteAsync(output, force: false,
             temp => Convert(raw, temp, new DiskWriteOptions())));
         Assert.Equal(ErrorCode.DestinationExists, exists.Code);
+
+        string folder = dir.File("folder.qcow2");
+        Directory.CreateDirectory(folder);
+        var isFolder = await Assert.ThrowsAsync<OrasStagingException>(() => DestinationFile.WriteAsync(folder, force: true,
+            temp => Convert(raw, temp, new DiskWriteOptions())));
+        Assert.Equal(ErrorCode.InvalidArgument, isFolder.Code);
         await DestinationFile.WriteAsync(output, force: true, temp => Convert(raw, temp, new DiskWriteOptions()));
         ImageTools.AssertCheckClean(output);
     }

@@ -1,12 +1,14 @@
 using OrasStaging.Compression;
 using OrasStaging.DiskImages;
+using OrasStaging.IO;
 using OrasStaging.TestKit;
 
 namespace OrasStaging.Tests.DiskImages;
 
 public class DiskImageWriterTests
 {
-    private static readonly CancellationToken Timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2)).Token;
+    // A hang guard for each call, not for the whole class: on a loaded machine the class alone outlasts 2 minutes.
+    private static CancellationToken Timeout => new CancellationTokenSource(TimeSpan.FromMinutes(2)).Token;
 
     public static TheoryData<string, string> Matrix()
     {

@@ -75,7 +75,7 @@ public class CijoeConfigTests
     {
         using var dir = new TempFolder();
         var folder = Assert.Throws<OrasStagingException>(() => CijoeConfig.Read(dir.Path, null, null, new ListSink()));
-        Assert.Equal(ErrorCode.PathNotFound, folder.Code);
+        Assert.Equal(ErrorCode.InvalidArgument, folder.Code);
         Assert.Contains("folder", folder.Message);
         Assert.NotNull(folder.RecommendedAction);
 

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using OrasStaging.DiskImages;
 using OrasStaging.Staging;
 
 namespace OrasStaging.Tests.Staging;
@@ -8,7 +9,7 @@ internal sealed class FakeSource : IStagingSource
 {
     private readonly byte[] _blob;
 
-    public FakeSource(byte[] blob, string? manifestDigest = "sha256:" + "ab12" + "00000000000000000000000000000000000000000000000000000000000000", string? tag = "latest")
+    public FakeSource(byte[] blob, string? manifestDigest = "sha256:ab12000000000000000000000000000000000000000000000000000000000000", string? tag = "latest")
     {
         _blob = blob;
         Digest = DigestOf(blob);
@@ -113,7 +114,7 @@ internal sealed class FakeSource : IStagingSource
 /// <summary>Writes the input to a new file as it is ("raw"); can stop early or fail midway.</summary>
 internal sealed class CopyWriter : IStagingWriter
 {
-    public string FormatName => "raw";
+    public DiskImageFormat Format => DiskImageFormat.Raw;
 
     /// <summary>Stop reading after this many bytes, as a decoder at the end of its data does.</summary>
     public int? StopAfter { get; set; }
@@ -151,7 +152,7 @@ internal sealed class CopyWriter : IStagingWriter
             }
         }
 
-        return new WrittenImage("raw", total, total, total);
+        return new WrittenImage(DiskImageFormat.Raw, total, total, total);
     }
 }
 

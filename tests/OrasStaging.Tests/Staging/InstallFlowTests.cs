@@ -1,3 +1,4 @@
+using OrasStaging.DiskImages;
 using OrasStaging.Staging;
 
 namespace OrasStaging.Tests.Staging;
@@ -25,6 +26,22 @@ public class InstallFlowTests
         new InstallFlow(source, writer ?? new CopyWriter(), new ListSink()).RunAsync(request, ct);
 
     [Fact]
+    public async Task AFolderAsTheImagePathIsInvalidArgumentBeforeTheRegistryIsAsked()
+    {
+        using var dir = new TempFolder();
+        string folder = Path.Combine(dir.Path, "disk.img");
+        Directory.CreateDirectory(folder);
+        var source = new FakeSource(Blob());
+
+        var ex = await Assert.ThrowsAsync<OrasStagingException>(() => Run(source, Request(folder)));
+
+        Assert.Equal(ErrorCode.InvalidArgument, ex.Code);
+        Assert.Contains("folder", ex.Message);
+        Assert.Equal(0, source.Resolves);
+        Assert.Empty(dir.Files());
+    }
+
+    [Fact]
     public async Task StagesImageStampAndReceiptAndNothingElse()
     {
         using var dir = new TempFolder();
@@ -41,7 +58,8 @@ public class InstallFlowTests
         Assert.Equal(source.Digest, receipt.Digest);
         Assert.Equal(source.ManifestDigest, receipt.ManifestDigest);
         Assert.Equal("lab/disk", receipt.Repository);
-        Assert.Equal("raw", receipt.Format);
+        Assert.Equal(DiskImageFormat.Raw, receipt.Format);
+        Assert.Contains("\"format\": \"raw\"", File.ReadAllText(image + ".oras.json"));
         Assert.Equal(blob.Length, receipt.VirtualSize);
         Assert.Equal(new[] { "disk.img", "disk.img.digest", "disk.img.oras.json" }, dir.Files());
         Assert.Equal(source.Digest, result.Digest);

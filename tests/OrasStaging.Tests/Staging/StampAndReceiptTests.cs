@@ -1,3 +1,4 @@
+using OrasStaging.DiskImages;
 using OrasStaging.Staging;
 
 namespace OrasStaging.Tests.Staging;
@@ -47,7 +48,7 @@ public class StampAndReceiptTests
             Digest = "sha256:d",
             MediaType = "application/gzip",
             Title = "x.img.gz",
-            Format = "qcow2",
+            Format = DiskImageFormat.Qcow2,
             VirtualSize = 123,
             Time = DateTimeOffset.UnixEpoch,
             ModuleVersion = "0.1.0",
@@ -56,6 +57,7 @@ public class StampAndReceiptTests
         string json = File.ReadAllText(image + ".oras.json");
         Assert.Contains("\"manifestDigest\": \"sha256:m\"", json);
         Assert.Contains("\"digest\": \"sha256:d\"", json);
+        Assert.Contains("\"format\": \"qcow2\"", json);
         Assert.Equal(receipt, Receipt.Read(image));
     }
 

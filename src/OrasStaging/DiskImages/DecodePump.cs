@@ -1,0 +1,169 @@
+using System.Threading.Channels;
+using OrasStaging.Compression;
+using OrasStaging.IO;
+
+namespace OrasStaging.DiskImages;
+
+/// <summary>
+/// The decoder side of the one-pass write: a thread that decodes the input into pooled 1 MiB buffers and hands
+/// them to the writer through a bounded channel, so memory stays flat whatever the image size.
+/// </summary>
+internal static class DecodePump
+{
+    public const int ChunkSize = 1 << 20;
+    public const int Buffers = 6;
+
+    public static int ReadFull(Stream s, byte[] buffer, CancellationToken ct)
+    {
+        int total = 0;
+        while (total < buffer.Length)
+        {
+            ct.ThrowIfCancellationRequested();
+            int n = s.Read(buffer, total, buffer.Length - total);
+            if (n == 0)
+            {
+                break;
+            }
+
+            total += n;
+        }
+
+        return total;
+    }
+
+    public static void Decode(
+        CompressionKind kind, Stream prefixed, CountingStream counting,
+        ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct)
+    {
+        Exception? failure = null;
+        try
+        {
+            using Stream decoded = Decoders.Open(kind, prefixed);
+            if (kind == CompressionKind.Gzip)
+            {
+                using var chunker = new ChunkingStream(filled, free, ct);
+                decoded.CopyTo(chunker, ChunkSize);
+                chunker.Complete();
+                filled.TryComplete();
+                return;
+            }
+
+            while (true)
+            {
+                if (!free.TryRead(out byte[]? buffer))
+                {
+                    buffer = free.ReadAsync(ct).AsTask().GetAwaiter().GetResult();
+                }
+
+                int n = ReadFull(decoded, buffer, ct);
+                if (n > 0)
+                {
+                    filled.WriteAsync((buffer, n), ct).AsTask().GetAwaiter().GetResult();
+                }
+
+                if (n < buffer.Length)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            failure = Translate(ex, kind, counting, ct);
+        }
+
+        filled.TryComplete(failure);
+    }
+
+    /// <summary>The input's own failures pass unchanged; a decoder's complaint becomes CorruptInput.</summary>
+    private static Exception Translate(Exception ex, CompressionKind kind, CountingStream counting, CancellationToken ct)
+    {
+        if (counting.Fault is { } fault)
+        {
+            return fault;
+        }
+
+        if (ex is OperationCanceledException || ct.IsCancellationRequested || ex is OrasStagingException)
+        {
+            return ex;
+        }
+
+        if (ex is IOException io && DiskSpace.IsDiskFull(io))
+        {
+            return ex;
+        }
+
+        return new OrasStagingException(ErrorCode.CorruptInput,
+            $"The {kind} stream is corrupt or truncated after {Units.Bytes(counting.Count)} of input: {ex.Message}",
+            "Download the file again; if it persists, the published artifact is damaged.", ex);
+    }
+
+    /// <summary>Cuts whatever a decoder's CopyTo writes into full pool buffers for the writer thread.</summary>
+    private sealed class ChunkingStream : Stream
+    {
+        private readonly ChannelWriter<(byte[], int)> _filled;
+        private readonly ChannelReader<byte[]> _free;
+        private readonly CancellationToken _ct;
+        private byte[]? _buffer;
+        private int _count;
+
+        public ChunkingStream(ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct)
+        {
+            _filled = filled;
+            _free = free;
+            _ct = ct;
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> data)
+        {
+            while (!data.IsEmpty)
+            {
+                if (_buffer is null)
+                {
+                    if (!_free.TryRead(out _buffer))
+                    {
+                        _buffer = _free.ReadAsync(_ct).AsTask().GetAwaiter().GetResult();
+                    }
+
+                    _count = 0;
+                }
+
+                int n = Math.Min(data.Length, _buffer.Length - _count);
+                data[..n].CopyTo(_buffer.AsSpan(_count));
+                _count += n;
+                data = data[n..];
+                if (_count == _buffer.Length)
+                {
+                    Send();
+                }
+            }
+        }
+
+        public void Complete()
+        {
+            if (_buffer is not null && _count > 0)
+            {
+                Send();
+            }
+        }
+
+        private void Send()
+        {
+            _filled.WriteAsync((_buffer!, _count), _ct).AsTask().GetAwaiter().GetResult();
+            _buffer = null;
+            _count = 0;
+        }
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}

@@ -1,0 +1,63 @@
+using OrasStaging.IO;
+
+namespace OrasStaging.Staging;
+
+/// <summary>
+/// The end of a staging run: the written partial becomes the image, with its stamp and receipt, and leftovers of
+/// runs that were killed are removed. Only ever called while holding the target's lock.
+/// </summary>
+internal static class StagingCommit
+{
+    /// <summary>
+    /// Flush, then: old stamp and receipt gone, image renamed into place, new stamp and receipt. A crash between
+    /// any two steps leaves either the old image with no stamp or the new one with no stamp; both re-stage.
+    /// </summary>
+    public static void Commit(InstallRequest request, PartialFile partial, ResolvedLayer layer, WrittenImage written)
+    {
+        using (var file = new FileStream(partial.PartialPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            file.Flush(flushToDisk: true);
+        }
+
+        DeleteIfPresent(StampFile.PathFor(request.Path));
+        DeleteIfPresent(Receipt.PathFor(request.Path));
+        partial.Commit();
+        StampFile.Write(request.Path, layer.Digest);
+        new Receipt
+        {
+            Reference = request.Reference,
+            Registry = layer.Registry,
+            Repository = layer.Repository,
+            ManifestDigest = layer.ManifestDigest,
+            Digest = layer.Digest,
+            MediaType = layer.MediaType,
+            Title = layer.Title,
+            Format = written.Format,
+            VirtualSize = written.VirtualSize,
+            Time = DateTimeOffset.UtcNow,
+            ModuleVersion = Receipt.CurrentModuleVersion,
+        }.Write(request.Path);
+    }
+
+    /// <summary>Leftovers of a run that was killed: only ever ours, since the caller holds the target's lock.</summary>
+    public static void RemoveStalePartials(string imagePath, IOperationSink sink)
+    {
+        string folder = Path.GetDirectoryName(imagePath)!;
+        foreach (string stale in Directory.EnumerateFiles(folder, Path.GetFileName(imagePath) + ".*" + PartialFile.Suffix))
+        {
+            if (PartialFile.IsRandomPartialOf(imagePath, stale))
+            {
+                sink.Verbose($"Removing '{stale}', left by a run that did not finish.");
+                PartialFile.TryDelete(stale);
+            }
+        }
+    }
+
+    private static void DeleteIfPresent(string path)
+    {
+        if (File.Exists(path))
+        {
+            File.Delete(path);
+        }
+    }
+}
