@@ -248,10 +248,13 @@ public class Qcow2ReaderTests
     {
         using var dir = new TempDir();
         string raw = Qcow2Fixtures.Raw(dir, 4L << 20, seed: 9);
-        string converted = Qcow2Fixtures.Convert(dir, raw, "c.qcow2", "-c", "-o", "cluster_size=4096");
-        using (var image = Qcow2Image.Open(converted))
+        // Not 'qemu-img convert -c': qemu packs compressed clusters into the free tail of earlier host clusters
+        // while incompressible ones take fresh clusters, so host order does not follow guest order.
+        foreach (string[] options in new[] { new[] { "-o", "cluster_size=4096" }, ["-o", "cluster_size=2M"] })
         {
-            Assert.True(image.CanStream());
+            string converted = Qcow2Fixtures.Convert(dir, raw, "c.qcow2", options);
+            using var image = Qcow2Image.Open(converted);
+            Assert.True(image.CanStream(out string? why), string.Join(' ', options) + ": " + why);
         }
 
         // Rewriting early clusters after the fact puts their data after later clusters' data: not streamable.
@@ -263,7 +266,8 @@ public class Qcow2ReaderTests
         Assert.True(code == 0, output);
         using (var image = Qcow2Image.Open(rewritten))
         {
-            Assert.False(image.CanStream());
+            Assert.False(image.CanStream(out string? why));
+            Assert.Contains("before", why);
         }
     }
 }

@@ -36,14 +36,15 @@ internal sealed class Qcow2Image : IDisposable
 
     private readonly bool _ownsHandle;
     private readonly ulong[]?[] _l2;
+    private readonly long[] _l2At;
 
-    private Qcow2Image(SafeFileHandle handle, bool ownsHandle, long fileLength, Qcow2Header header, ulong[]?[] l2)
+    private Qcow2Image(SafeFileHandle handle, bool ownsHandle, long fileLength, Qcow2Header header, (ulong[]?[] Tables, long[] Offsets) mapping)
     {
         Handle = handle;
         _ownsHandle = ownsHandle;
         FileLength = fileLength;
         Header = header;
-        _l2 = l2;
+        (_l2, _l2At) = mapping;
     }
 
     public SafeFileHandle Handle { get; }
@@ -100,13 +101,14 @@ internal sealed class Qcow2Image : IDisposable
         }
     }
 
-    private static ulong[]?[] LoadMapping(SafeFileHandle handle, Qcow2Header h, long fileLength)
+    private static (ulong[]?[] Tables, long[] Offsets) LoadMapping(SafeFileHandle handle, Qcow2Header h, long fileLength)
     {
         long cs = h.ClusterSize;
         long needed = h.VirtualSize == 0 ? 0 : 1 + ((h.VirtualSize - 1) / h.BytesPerL2);
         var l1 = new byte[needed * 8]; // needed ≤ l1_size, whose table was bounded by the file size and 32 MiB.
         ReadExactly(handle, l1, h.L1Offset);
         var tables = new ulong[]?[needed];
+        var offsets = new long[needed];
         var seen = new HashSet<long>();
         var raw = new byte[cs];
         int perL2 = (int)(cs / (h.ExtendedL2 ? 16 : 8));
@@ -145,9 +147,10 @@ internal sealed class Qcow2Image : IDisposable
             }
 
             tables[i] = table;
+            offsets[i] = at;
         }
 
-        return tables;
+        return (tables, offsets);
     }
 
     private static void CheckL2Entry(Qcow2Header h, ulong[] table, int k, long fileLength, long guestCluster)
@@ -200,7 +203,15 @@ internal sealed class Qcow2Image : IDisposable
             readsData = true;
         }
 
-        if (readsData && (offset < h.ClusterSize || offset > fileLength - h.ClusterSize))
+        long dataEnd = h.ClusterSize;
+        if (ext)
+        {
+            // With subclusters qemu writes only the allocated ones: the file may end inside the last cluster.
+            uint allocated = (uint)table[(2 * k) + 1];
+            dataEnd = allocated == 0 ? 0 : (32 - System.Numerics.BitOperations.LeadingZeroCount(allocated)) * (h.ClusterSize / 32L);
+        }
+
+        if (readsData && (offset < h.ClusterSize || offset > fileLength - dataEnd))
         {
             throw Qcow2Header.Corrupt($"{where} points at {offset}, " + (offset < h.ClusterSize ? "inside the header" : $"past the end of the {fileLength}-byte file"));
         }
@@ -277,10 +288,11 @@ internal sealed class Qcow2Image : IDisposable
     /// Whether a forward-only reader could decode this layout: the L1 table precedes every L2 table, each L2 table
     /// precedes the clusters it maps, and host offsets grow with guest offsets (what 'qemu-img convert' writes).
     /// </summary>
-    public bool CanStream()
+    public bool CanStream(out string? reason)
     {
         long last = Header.L1Offset;
         long l2Max = 0;
+        reason = null;
         for (long i = 0; i < _l2.Length; i++)
         {
             if (_l2[i] is null)
@@ -288,9 +300,10 @@ internal sealed class Qcow2Image : IDisposable
                 continue;
             }
 
-            long l2At = L2Offset(i);
+            long l2At = _l2At[i];
             if (l2At < Header.L1Offset || l2At < l2Max)
             {
+                reason = $"the L2 table at {l2At} precedes the L1 table or an earlier L2 table";
                 return false;
             }
 
@@ -304,6 +317,7 @@ internal sealed class Qcow2Image : IDisposable
 
                 if (s.HostOffset <= l2At || s.HostOffset < last)
                 {
+                    reason = $"guest offset {s.GuestOffset} is stored at {s.HostOffset}, before its L2 table ({l2At}) or the data of lower guest offsets ({last})";
                     return false;
                 }
 
@@ -314,12 +328,6 @@ internal sealed class Qcow2Image : IDisposable
         return true;
     }
 
-    internal long L2Offset(long l1Index)
-    {
-        var raw = new byte[8];
-        ReadExactly(Handle, raw, Header.L1Offset + (l1Index * 8));
-        return (long)(BinaryPrimitives.ReadUInt64BigEndian(raw) & OffsetMask);
-    }
 
     /// <summary>Reads exactly buffer.Length bytes at <paramref name="offset"/>, or fails as a truncated image.</summary>
     internal static void ReadExactly(SafeFileHandle handle, Span<byte> buffer, long offset)
