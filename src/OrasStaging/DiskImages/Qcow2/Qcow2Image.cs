@@ -122,6 +122,11 @@ internal sealed class Qcow2Image : IDisposable
             }
 
             long at = (long)(e & OffsetMask);
+            if (at == 0 && (e & L2Copied) != 0)
+            {
+                throw Qcow2Header.Corrupt($"L1 entry {i} points at the header");
+            }
+
             if (at == 0)
             {
                 continue;

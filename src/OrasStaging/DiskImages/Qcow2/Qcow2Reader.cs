@@ -160,11 +160,20 @@ internal sealed class Qcow2Reader : IDisposable
     {
         var work = _compressed;
         var options = new ParallelOptions { MaxDegreeOfParallelism = work.Count > 1 ? Environment.ProcessorCount : 1 };
-        Parallel.For(0, work.Count, options, Take, (i, _, d) =>
+        try
         {
-            InflateOne(work[i], offset, buffer.Span, d);
-            return d;
-        }, _decompressors.Add);
+            Parallel.For(0, work.Count, options, Take, (i, _, d) =>
+            {
+                InflateOne(work[i], offset, buffer.Span, d);
+                return d;
+            }, _decompressors.Add);
+        }
+        catch (AggregateException ex)
+        {
+            // Report the first failure as itself (a CorruptInput), not wrapped by the parallel loop.
+            var first = ex.Flatten().InnerExceptions[0];
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
+        }
     }
 
     private Qcow2Decompressor Take() => _decompressors.TryTake(out var d) ? d : new Qcow2Decompressor(_image.Header.Compression);
