@@ -64,9 +64,10 @@ public class DecoderTests
         }, trickle: 65_537);
 
     [Fact]
-    public void TheSwitchForcesTheManagedDecoders()
+    public void TheSwitchChoosesTheDecoders()
     {
-        // Describe reads the switch on each call; only this test sets it, and restores it.
+        // Describe and Open read the switch on each call; only this test sets it, and restores it. Other tests name
+        // their decoder explicitly, so a parallel one is not affected.
         string? before = Environment.GetEnvironmentVariable(Decoders.Switch);
         try
         {
@@ -74,10 +75,14 @@ public class DecoderTests
             Assert.StartsWith("gzip: the runtime's GZipStream (ORASSTAGING_DECODER=managed)", Decoders.Describe(CompressionKind.Gzip));
             Assert.StartsWith("zstd: ZstdSharp (ORASSTAGING_DECODER=managed)", Decoders.Describe(CompressionKind.Zstd));
             Assert.IsType<ManagedGzipStream>(Decoders.Open(CompressionKind.Gzip, new MemoryStream()));
-            Environment.SetEnvironmentVariable(Decoders.Switch, null);
+            Environment.SetEnvironmentVariable(Decoders.Switch, "native");
             Assert.StartsWith("gzip: ISA-L inflate", Decoders.Describe(CompressionKind.Gzip));
-            Assert.StartsWith("zstd: libzstd", Decoders.Describe(CompressionKind.Zstd));
             Assert.IsType<IsalGzipStream>(Decoders.Open(CompressionKind.Gzip, new MemoryStream()));
+            Environment.SetEnvironmentVariable(Decoders.Switch, null);
+            // On .NET 9+ (these tests run on 10) GZipStream is zlib-ng and measured as fast as ISA-L; zstd goes native.
+            Assert.StartsWith("gzip: the runtime's GZipStream (zlib-ng in .NET", Decoders.Describe(CompressionKind.Gzip));
+            Assert.IsType<ManagedGzipStream>(Decoders.Open(CompressionKind.Gzip, new MemoryStream()));
+            Assert.StartsWith("zstd: libzstd", Decoders.Describe(CompressionKind.Zstd));
             Assert.IsType<LibZstdStream>(Decoders.Open(CompressionKind.Zstd, new MemoryStream()));
         }
         finally
