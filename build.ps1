@@ -74,11 +74,13 @@ function Install-Prerequisite {
         $missing += 'apache2-utils'
     }
     # The TestKit pusher and the disk-image tests make compressed inputs with the reference CLIs.
-    foreach ($tool in @{ gzip = 'gzip'; zstd = 'zstd'; xz = 'xz-utils'; bzip2 = 'bzip2' }.GetEnumerator()) {
+    foreach ($tool in @{ gzip = 'gzip'; zstd = 'zstd'; xz = 'xz-utils'; bzip2 = 'bzip2'; pigz = 'pigz'; igzip = 'isal' }.GetEnumerator()) {
         if (-not (Get-Command $tool.Key -ErrorAction Ignore)) {
             $missing += $tool.Value
         }
     }
+    # The native decoders (ISA-L inflate, libzstd) are tested beside the managed ones.
+    if ($IsLinux -and -not (Test-Path /usr/lib/*-linux-gnu/libisal.so.2)) { $missing += 'libisal2' }
     if (-not $missing) { return }
 
     $command = "apt-get install -y $($missing -join ' ')"

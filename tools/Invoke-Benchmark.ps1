@@ -13,6 +13,7 @@
       B cold   Install-DiskImageFromOras -GrowBy 8GB in a new pwsh;
       B warm   the same in this session (module already loaded);
       C        the floor for any .NET implementation: a new pwsh that GETs the blob and inflates it into nothing.
+      C native the native floor: curl | igzip -dc (or zstd -dc) > /dev/null.
 
     Then issue 4's decode-and-write comparison on local files: the native writer (file -> qcow2) against the
     seed's sparse decompress + qemu-img convert, and against the runtime decoder into nothing.
@@ -214,7 +215,12 @@ $decoder.CopyTo([IO.Stream]::Null, 1MB)
                     }))
 
             $results.Add((Invoke-Measured -Mode 'C floor' -Kind $kind -FilePath $PwshPath -Arguments ($PwshPrefix + @('-NoProfile', '-NonInteractive', '-File', $floorPath, $p.BlobUrl, $kind, $moduleBase))))
-            $last = $results | Select-Object -Last 5
+            # The native floor (issue 12): the same GET into the fastest native decoder, output thrown away.
+            $nativeDecoder = if ($kind -eq 'zstd') { 'zstd -dc -q' } elseif (Get-Command igzip -ErrorAction Ignore) { 'igzip -dc' } else { $null }
+            if ($nativeDecoder) {
+                $results.Add((Invoke-Measured -Mode 'C native floor' -Kind $kind -FilePath 'bash' -Arguments @('-c', "set -o pipefail; curl -fsS '$($p.BlobUrl)' | $nativeDecoder > /dev/null")))
+            }
+            $last = $results | Select-Object -Last ($nativeDecoder ? 6 : 5)
             Write-Host ("rep {0} {1}: " -f $rep, $kind) + (($last | ForEach-Object { '{0} {1:N2}s' -f $_.Mode, $_.Seconds }) -join ', ')
         }
     }
@@ -332,6 +338,9 @@ foreach ($kind in $Compression) {
     $bw = Get-SummarySeconds 'B warm' $kind
     $c = Get-SummarySeconds 'C floor' $kind
     Write-Host ("{0}: B/A cold {1:N2}, warm {2:N2} (target <= 0.3); B/C cold {3:N2}, warm {4:N2} (target <= 1.5)" -f $kind, ($bc / $a), ($bw / $a), ($bc / $c), ($bw / $c))
+    if ($cn = Get-SummarySeconds 'C native floor' $kind) {
+        Write-Host ("{0}: B warm / native floor {1:N2} (target <= 1.3)" -f $kind, ($bw / $cn))
+    }
     Write-Host ("{0}: where B warm's {1:N2} s go: fetch+verify alone {2:N2} s, decode+write alone {3:N2} s, inflate alone {4:N2} s" -f $kind, $bw,
         (Get-SummarySeconds 'E fetch+verify only' $kind), (Get-SummarySeconds 'E decode+write only' $kind), (Get-SummarySeconds 'E inflate only' $kind))
     if (-not $SkipDecodeComparison) {

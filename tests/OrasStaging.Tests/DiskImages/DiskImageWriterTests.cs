@@ -278,9 +278,6 @@ public class DiskImageWriterTests
     }
 
     [Fact]
-    public void TheGzipTruncationCheckWorksOnThisRuntime() => Assert.True(TruncationCheckedGZipStream.CanCheck);
-
-    [Fact]
     public async Task InputFailuresPropagateUnchanged()
     {
         using var dir = new TempDir();
