@@ -140,9 +140,8 @@ public sealed partial class BlockDevice
 
     private static BlockDevice? DescribeWindows(string path)
     {
-        // Opening with no access rights is allowed to anyone and is enough to ask for the length.
-        using var handle = File.OpenHandle(path, FileMode.Open, (FileAccess)0, FileShare.ReadWrite);
-        if (!WindowsNative.DeviceIoControl(handle, WindowsNative.IoctlDiskGetLengthInfo, IntPtr.Zero, 0, out long length, 8, out _, IntPtr.Zero))
+        using var handle = WindowsNative.OpenForQuery(path);
+        if (handle.IsInvalid || !WindowsNative.DeviceIoControl(handle, WindowsNative.IoctlDiskGetLengthInfo, IntPtr.Zero, 0, out long length, 8, out _, IntPtr.Zero))
         {
             return null;
         }
@@ -199,8 +198,4 @@ public sealed partial class BlockDevice
 
     internal static long ReadSysLong(string folder, string file) =>
         long.TryParse(ReadSys(folder, file), NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) ? v : 0;
-
-    internal static bool IsRunningAsRoot => !OperatingSystem.IsWindows() && LinuxOrMacEuid() == 0;
-
-    private static uint LinuxOrMacEuid() => LinuxNative.GetEuid();
 }

@@ -81,9 +81,6 @@ internal static class LinuxNative
     [DllImport("libc", EntryPoint = "ioctl", SetLastError = true)]
     public static extern int IoctlRange(int fd, nuint request, ulong[] range);
 
-    [DllImport("libc", EntryPoint = "geteuid")]
-    public static extern uint GetEuid();
-
     public static int LastError => Marshal.GetLastPInvokeError();
 
     public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
@@ -151,6 +148,16 @@ internal static class MacNative
 internal static class WindowsNative
 {
     public const uint IoctlDiskGetLengthInfo = 0x0007405C;
+    private const uint FileShareReadWrite = 3;
+    private const uint OpenExisting = 3;
+
+    /// <summary>Opens a device with no access rights: allowed to anyone, and enough to ask for its length.</summary>
+    public static SafeFileHandle OpenForQuery(string path) =>
+        CreateFileW(path, 0, FileShareReadWrite, IntPtr.Zero, OpenExisting, 0, IntPtr.Zero);
+
+    [DllImport("kernel32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+    private static extern SafeFileHandle CreateFileW(
+        string fileName, uint desiredAccess, uint shareMode, IntPtr securityAttributes, uint creationDisposition, uint flags, IntPtr template);
 
     [DllImport("kernel32.dll", SetLastError = true)]
     [return: MarshalAs(UnmanagedType.Bool)]

@@ -34,9 +34,14 @@ public sealed class DeviceDetectionTests : IDisposable
         string fifo = Path.Combine(_folder, "pipe");
         Tools.Check("mkfifo", fifo);
 
+        string socketPath = Path.Combine(_folder, "sock");
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        socket.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(socketPath));
+
         Assert.Equal(TargetType.CharacterDevice, TargetKind.Of("/dev/null"));
         Assert.Equal(TargetType.Fifo, TargetKind.Of(fifo));
-        foreach (var path in new[] { "/dev/null", fifo, _folder })
+        Assert.Equal(TargetType.Socket, TargetKind.Of(socketPath));
+        foreach (var path in new[] { "/dev/null", fifo, socketPath, _folder })
         {
             var ex = Assert.Throws<OrasStagingException>(() => TargetKind.ThrowUnlessFileTarget(path, "the destination"));
             Assert.Equal(ErrorCode.InvalidArgument, ex.Code);

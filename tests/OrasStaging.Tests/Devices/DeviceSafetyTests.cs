@@ -9,6 +9,9 @@ public sealed class DeviceSafetyTests
     {
         using var loop = LoopDevice.Create(32L << 20);
         Tools.Check("mkfs.ext4", "-q", "-F", "-L", "mounted", loop.Node);
+        var fs = Assert.Single(BlockDevice.Describe(loop.Node).FileSystems); // blkid, no udev needed
+        Assert.Equal(("ext4", "mounted"), (fs.Type, fs.Label));
+        Assert.Contains("(ext4 'mounted')", BlockDevice.Describe(loop.Node).Summary);
         string mountPoint = loop.MakeFolder("mnt");
         Tools.Check("mount", loop.Node, mountPoint);
         try
@@ -79,6 +82,17 @@ public sealed class DeviceSafetyTests
         }
 
         Assert.True(loop.ReadAll().AsSpan().IndexOfAnyExcept((byte)0x11) < 0, "the device does not hold what was appended before the refusal");
+    }
+
+    [LoopDeviceFact]
+    public void ReadOnlyDeviceIsRefused()
+    {
+        using var loop = LoopDevice.Create(4L << 20, readOnly: true);
+        var device = BlockDevice.Describe(loop.Node);
+        Assert.True(device.IsReadOnly);
+        var ex = Assert.Throws<OrasStagingException>(() => DeviceWriter.Open(device, 512));
+        Assert.Equal(ErrorCode.DestinationNotWritable, ex.Code);
+        Assert.Contains("read-only", ex.Message);
     }
 
     [LoopDeviceFact("mkswap", "swapon", "swapoff")]

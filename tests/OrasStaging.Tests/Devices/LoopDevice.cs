@@ -23,7 +23,7 @@ internal sealed class LoopDevice : IDisposable
     public string Node { get; }
 
     /// <summary>A new loop device of <paramref name="size"/> bytes of 0xFF; <paramref name="prepare"/> may edit the file first (a partition table).</summary>
-    public static LoopDevice Create(long size, Action<FileStream>? prepare = null, bool partitions = false)
+    public static LoopDevice Create(long size, Action<FileStream>? prepare = null, bool partitions = false, bool readOnly = false)
     {
         string folder = Path.Combine(Path.GetTempPath(), "orasstaging-dev-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(folder);
@@ -44,6 +44,11 @@ internal sealed class LoopDevice : IDisposable
         if (partitions)
         {
             args.Add("-P");
+        }
+
+        if (readOnly)
+        {
+            args.Add("-r");
         }
 
         args.Add(file);
