@@ -69,6 +69,10 @@ function Install-Prerequisite {
     if (-not (Get-Command qemu-img -ErrorAction Ignore)) {
         $missing += 'qemu-utils'
     }
+    # The device tests format a loop device (mkfs.ext4) to check the mounted-device refusal.
+    if ($IsLinux -and -not (Get-Command mkfs.ext4 -ErrorAction Ignore) -and -not (Test-Path '/usr/sbin/mkfs.ext4')) {
+        $missing += 'e2fsprogs'
+    }
     # The basic-auth registry needs bcrypt htpasswd lines (distribution 2.8 accepts no other hash).
     if (-not (Get-Command htpasswd -ErrorAction Ignore)) {
         $missing += 'apache2-utils'
