@@ -157,6 +157,14 @@ internal sealed class RegistriesConf
             throw new InvalidOperationException("Rewrite called with an entry that does not match.");
         }
 
+        // A wildcard stands for a whole registry, so its replacement takes the port too; keeping ":5000" after a
+        // mirror's path would make no valid name.
+        if (entry.IsWildcard && matched < name.Length && name[matched] == ':')
+        {
+            int slash = name.IndexOf('/', matched);
+            matched = slash < 0 ? name.Length : slash;
+        }
+
         string rewritten = location + name[matched..];
         if (!ImageReference.TryParse(rewritten, out var result, out var error))
         {

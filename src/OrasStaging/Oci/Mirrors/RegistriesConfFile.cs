@@ -124,6 +124,11 @@ internal static class RegistriesConfFile
             }
             else
             {
+                if (!rawPrefix.Trim().StartsWith("*.", StringComparison.Ordinal) && rawPrefix.Contains('*'))
+                {
+                    throw Invalid(table, "prefix", $"has the prefix '{rawPrefix}'; '*' is allowed only as a leading '*.'", "Write the prefix as *.example.com.");
+                }
+
                 prefix = Location(table, "prefix", rawPrefix);
                 if (prefix.StartsWith("*.", StringComparison.Ordinal))
                 {
@@ -132,10 +137,6 @@ internal static class RegistriesConfFile
                         throw Invalid(table, "prefix", $"has the wildcard prefix '{prefix}'; a wildcard prefix is only *.host, with nothing after the host",
                             "Write the prefix as *.example.com.");
                     }
-                }
-                else if (prefix.Contains('*'))
-                {
-                    throw Invalid(table, "prefix", $"has the prefix '{prefix}'; '*' is allowed only as a leading '*.'", "Write the prefix as *.example.com.");
                 }
                 else if (location.Length == 0)
                 {
@@ -300,7 +301,8 @@ internal static class RegistriesConfFile
 
                 if (line is int l)
                 {
-                    return $"'{source}' line {l}";
+                    // Spans count lines from 0 (TomlException.Line counts from 1).
+                    return $"'{source}' line {l + 1}";
                 }
             }
 
