@@ -1,3 +1,4 @@
+using OrasStaging.DiskImages;
 using OrasStaging.Staging;
 using OciDigest = OrasStaging.Oci.Digest;
 
@@ -116,7 +117,7 @@ internal static class StagedInventory
                 $"The receipt was written by OrasStaging {receipt.ModuleVersion}, newer than this {currentModuleVersion}; fields it added are not shown.");
         }
 
-        string format = receipt?.Format is { Length: > 0 } f ? f
+        string format = receipt is not null ? receipt.Format.Name()
             : imageExists && formatOf is not null ? formatOf(image) ?? string.Empty
             : string.Empty;
         return new StagedDiskImageInfo

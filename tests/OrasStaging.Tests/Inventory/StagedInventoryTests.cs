@@ -45,7 +45,7 @@ public sealed class StagedInventoryTests : IDisposable
         Repository = "acme/disk",
         ManifestDigest = B,
         Digest = digest,
-        Format = "qcow2",
+        Format = OrasStaging.DiskImages.DiskImageFormat.Qcow2,
         Time = When,
         ModuleVersion = version,
     }.Write(image);
