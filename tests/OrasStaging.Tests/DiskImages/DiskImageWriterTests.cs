@@ -6,7 +6,9 @@ namespace OrasStaging.Tests.DiskImages;
 
 public class DiskImageWriterTests
 {
-    private static readonly CancellationToken Timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2)).Token;
+    // Each case its own budget: xunit makes a new instance per case, so one slow case on a loaded machine cannot
+    // spend the time of the cases after it (a static token would be shared by the whole class).
+    private readonly CancellationToken Timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2)).Token;
 
     public static TheoryData<string, string> Matrix()
     {
@@ -22,7 +24,7 @@ public class DiskImageWriterTests
         return data;
     }
 
-    private static async Task<DiskWriteResult> Write(string input, string output, DiskWriteOptions options)
+    private async Task<DiskWriteResult> Write(string input, string output, DiskWriteOptions options)
     {
         await using var stream = File.OpenRead(input);
         return await DiskImageWriter.WriteAsync(stream, output, options, NullOperationSink.Instance, Timeout);
