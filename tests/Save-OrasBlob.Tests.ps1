@@ -315,6 +315,30 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
         }
     }
 
+    It 'never keeps a <Case> .partial prefix: the file saved is the blob, or nothing is' -ForEach @(
+        @{ Case = 'corrupted'; Foreign = $false }
+        @{ Case = 'foreign'; Foreign = $true }
+    ) {
+        $full = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" (New-Dest "src-$Case") -CacheServer ''
+        $dest = New-Dest "prefix-$Case"
+        $bytes = [IO.File]::ReadAllBytes($full.FullName)[0..399999]
+        if ($Foreign) { $bytes = [byte[]]::new(400000); [Random]::new(9).NextBytes($bytes) }
+        else { $bytes[4321] = $bytes[4321] -bxor 0xFF }
+        [IO.File]::WriteAllBytes((Join-Path $dest "$($P.title).partial"), $bytes)
+        $err = $null
+        $file = Save-OrasBlob $ViaProxy $dest -CacheServer '' -RetryIntervalSec 0 -ErrorVariable err -ErrorAction SilentlyContinue
+        $saved = Join-Path $dest $P.title
+        if ($err) {
+            # Caught after the resume: refused as a mismatch, and neither the bad file nor the bad prefix stays.
+            $err[0].FullyQualifiedErrorId | Should -Be "DigestMismatch,$Id"
+            Test-Path $saved | Should -BeFalse
+            Test-Path "$saved.partial" | Should -BeFalse
+            $file = Save-OrasBlob $ViaProxy $dest -CacheServer ''
+        }
+        Get-Sha $file.FullName | Should -Be $P.digest
+        Get-Sha $saved | Should -Be $P.digest
+    }
+
     It 'refuses a hostile title and writes nothing outside the destination' {
         $hostile = Publish-TestImage -Registry $R -Repository lab/hostile -Tag latest -ImagePath $Image -Title '../../x'
         $dest = New-Dest 'hostile/inner'
