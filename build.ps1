@@ -166,12 +166,15 @@ function Invoke-XunitTests {
     $trx = Get-ChildItem $results -Filter '*.trx' -Recurse -ErrorAction Ignore | Select-Object -First 1
     if (-not $trx) {
         Write-Warning "xunit produced no results (exit code $exit)."
-        return [pscustomobject]@{ Passed = 0; Failed = 1 }
+        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; NotRun = 0 }
     }
     $counters = ([xml](Get-Content $trx.FullName -Raw)).TestRun.ResultSummary.Counters
     $failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted
     if ($exit -ne 0 -and $failed -eq 0) { $failed = 1 }
-    [pscustomobject]@{ Passed = [int]$counters.passed; Failed = $failed }
+    # xunit's trx counts a skipped test as notExecuted; anything else not run (total - executed) is not-run.
+    $skipped = [int]$counters.notExecuted
+    $notRun = [math]::Max(0, [int]$counters.total - [int]$counters.executed - $skipped)
+    [pscustomobject]@{ Passed = [int]$counters.passed; Failed = $failed; Skipped = $skipped; NotRun = $notRun }
 }
 
 function Invoke-PesterTests {
@@ -186,7 +189,12 @@ function Invoke-PesterTests {
     $config.TestResult.OutputPath = Join-Path $OutRoot 'TestResults/pester.xml'
     $result = Invoke-Pester -Configuration $config
     Remove-Item Env:ORASSTAGING_MODULE, Env:ORASSTAGING_TESTKIT -ErrorAction Ignore
-    [pscustomobject]@{ Passed = $result.PassedCount; Failed = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount }
+    [pscustomobject]@{
+        Passed  = $result.PassedCount
+        Failed  = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount
+        Skipped = $result.SkippedCount
+        NotRun  = $result.NotRunCount
+    }
 }
 
 switch ($Task) {
@@ -202,12 +210,24 @@ switch ($Task) {
         Install-Prerequisite
         Invoke-Build
         Invoke-TestKitBuild
-        $xunit = if ($XunitFilter -eq 'none') { [pscustomobject]@{ Passed = 0; Failed = 0 } } else { Invoke-XunitTests }
-        $pester = if ($PesterPath -and $PesterPath[0] -eq "none") { [pscustomobject]@{ Passed = 0; Failed = 0 } } else { Invoke-PesterTests }
+        $runXunit = $XunitFilter -ne 'none'
+        $runPester = -not ($PesterPath -and $PesterPath[0] -eq 'none')
+        $none = [pscustomobject]@{ Passed = 0; Failed = 0; Skipped = 0; NotRun = 0 }
+        $xunit = if ($runXunit) { Invoke-XunitTests } else { $none }
+        $pester = if ($runPester) { Invoke-PesterTests } else { $none }
+        # A runner that was asked to run and ran nothing (a broken discovery, an empty filter) is a failure of its own.
+        $empty = @()
+        if ($runXunit -and $xunit.Passed + $xunit.Failed -eq 0) { $empty += 'xunit' }
+        if ($runPester -and $pester.Passed + $pester.Failed -eq 0) { $empty += 'Pester' }
+        foreach ($runner in $empty) { Write-Warning "$runner ran 0 tests." }
         $passed = $xunit.Passed + $pester.Passed
-        $failed = $xunit.Failed + $pester.Failed
+        $failed = $xunit.Failed + $pester.Failed + $empty.Count
         Write-Host "xunit: $($xunit.Passed) passed, $($xunit.Failed) failed; Pester: $($pester.Passed) passed, $($pester.Failed) failed"
         Write-Host "$passed passed, $failed failed"
+        # On its own line after the closing line, so the closing line keeps its format for whoever parses it.
+        Write-Host ("skipped: {0} (xunit {1}, Pester {2}); not run: {3} (xunit {4}, Pester {5})" -f
+            ($xunit.Skipped + $pester.Skipped), $xunit.Skipped, $pester.Skipped,
+            ($xunit.NotRun + $pester.NotRun), $xunit.NotRun, $pester.NotRun)
         if ($failed -gt 0 -or $passed -eq 0) { exit 1 }
     }
     'Bench' {

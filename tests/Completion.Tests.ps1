@@ -10,6 +10,16 @@ BeforeDiscovery {
     $script:ReferenceCases = @($exported | Where-Object { $_.Parameters.ContainsKey('Reference') } | ForEach-Object { @{ Name = $_.Name } })
     $script:PlatformCases = @($exported | Where-Object { $_.Parameters.ContainsKey('Platform') } | ForEach-Object { @{ Name = $_.Name } })
     $script:FormatCases = @($exported | Where-Object { $_.Parameters.ContainsKey('Format') } | ForEach-Object { @{ Name = $_.Name } })
+    # Pester 5 generates no test at all from an empty -ForEach, which would pass silently: refuse it here (a
+    # failed discovery fails the run) and count the cases again as tests below.
+    foreach ($list in @{ Reference = $ReferenceCases; Platform = $PlatformCases; Format = $FormatCases }.GetEnumerator()) {
+        if ($list.Value.Count -eq 0) { throw "No exported cmdlet has -$($list.Key): the built module ($env:ORASSTAGING_MODULE) exports $($exported.Count) cmdlet(s)." }
+    }
+    $script:CaseCounts = @(
+        @{ Parameter = 'Reference'; Count = $ReferenceCases.Count }
+        @{ Parameter = 'Platform'; Count = $PlatformCases.Count }
+        @{ Parameter = 'Format'; Count = $FormatCases.Count }
+    )
 }
 
 BeforeAll {
@@ -50,6 +60,10 @@ Describe '-Platform completion' {
 }
 
 Describe 'The exported cmdlets wire the completers' {
+    It 'has cases for -<Parameter> from the built module' -ForEach $CaseCounts {
+        $Count | Should -BeGreaterThan 0
+    }
+
     It '<Name> -Reference completes tags (ReferenceCompleter)' -ForEach $ReferenceCases {
         Get-CompleterType (Get-Command $Name).Parameters['Reference'] | Should -Be ([OrasStaging.Commands.Completion.ReferenceCompleter])
     }

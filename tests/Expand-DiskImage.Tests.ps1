@@ -98,3 +98,77 @@ Describe 'Expand-DiskImage' {
         Test-Path x.img | Should -BeFalse
     }
 }
+
+Describe 'Expand-DiskImage refuses a corrupt stream' {
+    BeforeAll {
+        $script:CorruptDir = Join-Path $TestDrive 'corrupt'
+        $null = New-Item -ItemType Directory $CorruptDir
+        $script:CorruptRaw = Join-Path $CorruptDir 'disk.raw'
+        New-RawImage $CorruptRaw -Size (2MB) -Seed 3
+    }
+
+    It 'reports CorruptInput for a <Tool> stream with flipped bytes in the middle (not truncated) and leaves nothing' -ForEach @(
+        @{ Tool = 'gzip'; Extension = 'gz' }
+        @{ Tool = 'zstd'; Extension = 'zst' }
+        @{ Tool = 'xz'; Extension = 'xz' }
+    ) {
+        $good = Join-Path $CorruptDir "good.img.$Extension"
+        Invoke-Tool $Tool $CorruptRaw $good
+        $bytes = [IO.File]::ReadAllBytes($good)
+        # Whole length kept, header and trailer intact: only the integrity checks of the format can tell.
+        $middle = [int]($bytes.Length / 2)
+        foreach ($i in $middle..($middle + 7)) { $bytes[$i] = $bytes[$i] -bxor 0x5A }
+        $bad = Join-Path $CorruptDir "bad-$Tool.img.$Extension"
+        [IO.File]::WriteAllBytes($bad, $bytes)
+        # The reference CLI agrees that it is corrupt (so the fixture itself is right).
+        & $Tool -t $bad 2>$null
+        $LASTEXITCODE | Should -Not -Be 0
+        $before = Get-Listing $CorruptDir
+        Expand-DiskImage -LiteralPath $bad -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'CorruptInput,OrasStaging.Commands.ExpandDiskImageCommand'
+        Get-Listing $CorruptDir | Should -Be $before
+    }
+
+    # Skipped: the only way found to hold the cmdlet mid-stream independent of load is a FIFO input, and
+    # Expand-DiskImage closes a FIFO at once (the writer gets EPIPE before any output): it needs a seekable file.
+    # Left for issue 9 (Trust) to decide whether a non-seekable input is refused with a clear error or streamed.
+    It 'Ctrl+C while a stream is expanding leaves nothing behind' -Skip {
+        # A FIFO as input: the test writes half the stream and holds the rest, so the cmdlet is certainly
+        # mid-stream when it is stopped, whatever the machine's load.
+        $folder = Join-Path $TestDrive "stop-$([guid]::NewGuid().ToString('n').Substring(0, 8))"
+        $null = New-Item -ItemType Directory $folder
+        $gz = Join-Path $CorruptDir 'stop.img.gz'
+        Invoke-Tool gzip $CorruptRaw $gz
+        $fifo = Join-Path $folder 'disk.img.gz'
+        & mkfifo $fifo
+        $LASTEXITCODE | Should -Be 0
+        $ps = [powershell]::Create()
+        $writer = $null
+        try {
+            $null = $ps.AddCommand('Import-Module').AddParameter('Name', $env:ORASSTAGING_MODULE).AddStatement()
+            $null = $ps.AddCommand('Expand-DiskImage').AddParameter('LiteralPath', $fifo).AddParameter('DestinationPath', (Join-Path $folder 'disk.img'))
+            $async = $ps.BeginInvoke()
+            # Returns once the cmdlet has opened the FIFO for reading; shared, as .NET locks files it opens.
+            $writer = [IO.FileStream]::new($fifo, [IO.FileMode]::Open, [IO.FileAccess]::Write, [IO.FileShare]::ReadWrite)
+            $bytes = [IO.File]::ReadAllBytes($gz)
+            $writer.Write($bytes, 0, [int]($bytes.Length / 2))
+            $writer.Flush()
+            $deadline = [DateTime]::UtcNow.AddSeconds(60)
+            while (@(Get-ChildItem $folder -Force | Where-Object Name -NE 'disk.img.gz').Count -eq 0 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
+            @(Get-ChildItem $folder -Force | Where-Object Name -NE 'disk.img.gz').Count | Should -BeGreaterThan 0 -Because 'the cmdlet has started writing'
+            $stop = $ps.BeginStop($null, $null)
+            if (-not $stop.AsyncWaitHandle.WaitOne(5000)) {
+                # A read blocked on a FIFO may not see the cancellation until data or EOF comes: give it EOF.
+                $writer.Dispose(); $writer = $null
+                $stop.AsyncWaitHandle.WaitOne(30000) | Should -BeTrue
+            }
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally {
+            if ($writer) { try { $writer.Dispose() } catch { Write-Verbose "writer: $_" } }
+            $ps.Dispose()
+        }
+        Get-Listing $folder | Should -Be @('disk.img.gz')
+    }
+}

@@ -6,6 +6,9 @@
 BeforeDiscovery {
     $manifest = Import-PowerShellDataFile $env:ORASSTAGING_MODULE
     $script:CmdletCases = @($manifest.CmdletsToExport | ForEach-Object { @{ Name = $_ } })
+    # An empty -ForEach generates no test in Pester 5 and would pass silently: a failed discovery fails the run.
+    if ($CmdletCases.Count -eq 0) { throw "The built manifest ($env:ORASSTAGING_MODULE) exports no cmdlet." }
+    $script:CmdletCount = $CmdletCases.Count
 }
 
 BeforeAll {
@@ -51,6 +54,12 @@ BeforeAll {
 
 AfterAll {
     Remove-Module OrasStaging -ErrorAction Ignore
+}
+
+Describe 'Help cases' {
+    It 'come from the built manifest and are not empty' -ForEach @(@{ Count = $CmdletCount }) {
+        $Count | Should -BeGreaterThan 0
+    }
 }
 
 Describe 'Help for <Name>' -ForEach $CmdletCases {

@@ -39,14 +39,39 @@ BeforeAll {
         @(Get-ChildItem (Split-Path $Target) -Force | ForEach-Object Name | Sort-Object)
     }
 
-    function script:Assert-Identical([string] $Image, [string] $Source = $Raw) {
-        $out = & qemu-img compare -q $Source $Image 2>&1
-        $LASTEXITCODE | Should -Be 0 -Because "qemu-img compare: $out"
-        if ((Get-Content $Image -AsByteStream -TotalCount 4) -join ',' -eq '81,70,73,251') {
-            # qcow2 ("QFI\xfb"); qemu-img check has nothing to check in a raw file.
-            $out = & qemu-img check $Image 2>&1
-            $LASTEXITCODE | Should -Be 0 -Because "qemu-img check: $out"
+    function script:Get-ExpectedFormat([string] $Image) {
+        # The format the target's extension asks for, from the README's table (not from the cmdlet's own answer).
+        switch -Regex ([IO.Path]::GetExtension($Image).ToLowerInvariant()) {
+            '^\.qcow2$' { 'qcow2' }
+            '^\.vhd$' { 'vpc' }
+            default { 'raw' }
         }
+    }
+
+    function script:Assert-Identical([string] $Image, [string] $Source = $Raw, [string] $Format = (Get-ExpectedFormat $Image)) {
+        # The format comes from qemu-img's own probe, so a qcow2 target written as raw (or the reverse) fails here.
+        if ($Format -eq 'vpc') {
+            # qemu-img probes a VHD by the header copy that only dynamic VHDs have, so a fixed VHD probes as raw:
+            # look for the fixed footer itself (cookie "conectix", disk type 2) and let qemu-img read it as vpc.
+            $footer = [IO.File]::ReadAllBytes($Image)[-512..-1]
+            [Text.Encoding]::ASCII.GetString([byte[]]$footer[0..7]) | Should -BeExactly 'conectix'
+            ($footer[60..63] -join ',') | Should -Be '0,0,0,2' -Because 'disk type 2 is a fixed VHD'
+            $info = & qemu-img info -f vpc --output json $Image 2>&1
+            $LASTEXITCODE | Should -Be 0 -Because "qemu-img info: $info"
+        }
+        else {
+            $info = & qemu-img info --output json $Image 2>&1
+            $LASTEXITCODE | Should -Be 0 -Because "qemu-img info: $info"
+            ($info | ConvertFrom-Json).format | Should -BeExactly $Format -Because "qemu-img probes $Image"
+        }
+        # Formats given explicitly: without -f/-F qemu-img would probe and compare whatever it finds.
+        $out = & qemu-img compare -q -f raw -F $Format $Source $Image 2>&1
+        $LASTEXITCODE | Should -Be 0 -Because "qemu-img compare: $out"
+        # Always check; qemu-img has no check for raw or vpc (63, "does not support checks"), whose format is
+        # proven above instead.
+        $out = & qemu-img check -q -f $Format $Image 2>&1
+        $expected = if ($Format -in 'raw', 'vpc') { 63 } else { 0 }
+        $LASTEXITCODE | Should -Be $expected -Because "qemu-img check -f ${Format}: $out"
     }
 
     function script:Assert-Staged([string] $Target, $Published = $Pub) {
@@ -69,15 +94,18 @@ BeforeAll {
         }
     }
 
-    function script:Start-ChildInstall([string] $Reference, [string] $Target, [string] $Extra = '') {
-        $command = "Import-Module '$ModulePath'; Install-DiskImageFromOras '$Reference' -Path '$Target' -ErrorAction Stop $Extra | ForEach-Object { 'SKIPPED=' + `$_.Skipped }"
+    function script:Start-ChildPwsh([string] $Command) {
         $psi = [Diagnostics.ProcessStartInfo]::new($PwshPath)
-        foreach ($a in $PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $command)) { $psi.ArgumentList.Add($a) }
+        foreach ($a in $PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $Command)) { $psi.ArgumentList.Add($a) }
         $psi.RedirectStandardOutput = $true
         $psi.RedirectStandardError = $true
         $process = [Diagnostics.Process]::Start($psi)
         $process | Add-Member -NotePropertyName Err -NotePropertyValue $process.StandardError.ReadToEndAsync()
         $process | Add-Member -NotePropertyName Out -NotePropertyValue $process.StandardOutput.ReadToEndAsync() -PassThru
+    }
+
+    function script:Start-ChildInstall([string] $Reference, [string] $Target, [string] $Extra = '') {
+        Start-ChildPwsh "Import-Module '$ModulePath'; Install-DiskImageFromOras '$Reference' -Path '$Target' -ErrorAction Stop $Extra | ForEach-Object { 'SKIPPED=' + `$_.Skipped }"
     }
 
     function script:Wait-Child($Process, [int] $Seconds = 120) {
@@ -155,12 +183,13 @@ Describe 'Install-DiskImageFromOras' {
             & qemu-img resize -q $seed +8G
             $ours = & qemu-img info --output json $target | ConvertFrom-Json
             $theirs = & qemu-img info --output json $seed | ConvertFrom-Json
+            $ours.format | Should -BeExactly 'qcow2'
             $ours.'virtual-size' | Should -Be $theirs.'virtual-size'
             $ours.'virtual-size' | Should -Be ([math]::Ceiling((Get-Item $Raw).Length / 512) * 512 + 8GB)
             $result.VirtualSize | Should -Be $ours.'virtual-size'
-            & qemu-img compare -q $target $seed
+            & qemu-img compare -q -f qcow2 -F qcow2 $target $seed
             $LASTEXITCODE | Should -Be 0
-            & qemu-img check $target | Out-Null
+            & qemu-img check -q -f qcow2 $target | Out-Null
             $LASTEXITCODE | Should -Be 0
         }
 
@@ -177,6 +206,117 @@ Describe 'Install-DiskImageFromOras' {
             Assert-Staged $second
             @(Get-LayerRequests (Get-ProxyStats -Registry $Registry) $Pub.digest).Count | Should -Be 0
             @(Get-ChildItem $keep -Recurse -File).Count | Should -Be 1
+        }
+    }
+
+    Context 'parameters through the cmdlet' {
+        It '-Size 16MB gives exactly that virtual size, the source first and zeros after it' {
+            $target = New-Target
+            $result = Install-DiskImageFromOras "${Repo}:latest" -Path $target -Size 16MB
+            $info = & qemu-img info --output json $target | ConvertFrom-Json
+            $info.'virtual-size' | Should -Be 16MB
+            $result.VirtualSize | Should -Be 16MB
+            # compare without -s: the larger image must be all zeros beyond the source.
+            Assert-Identical $target $Raw
+        }
+
+        It '-Format Qcow2 writes qcow2 whatever the extension says' {
+            $target = New-Target 'disk.bin'
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target -Format Qcow2
+            Assert-Identical $target $Raw 'qcow2'
+        }
+
+        # Skipped, a disagreement with the README's promise: for the 5 MiB+100 source, qemu-img 7.2 convert -O vpc
+        # -o subformat=fixed,force_size writes 6291968 bytes (6 MiB + footer), the cmdlet 5243904 (the size rounded
+        # to 512 + footer). Which side the footer/geometry promise should follow is for issue 9 (Trust) to decide.
+        It 'a .vhd target is a fixed VHD whose footer and size equal what qemu-img convert writes' -Skip {
+            $target = New-Target 'disk.vhd'
+            $result = Install-DiskImageFromOras "${Repo}:latest" -Path $target
+            Assert-Identical $target $Raw 'vpc'
+            $theirs = Join-Path (Split-Path $target) 'qemu.vhd'
+            & qemu-img convert -f raw -O vpc -o subformat=fixed,force_size $Raw $theirs
+            $LASTEXITCODE | Should -Be 0
+            (Get-Item $target).Length | Should -Be (Get-Item $theirs).Length
+            $ours = [IO.File]::ReadAllBytes($target)[-512..-1]
+            $ref = [IO.File]::ReadAllBytes($theirs)[-512..-1]
+            # Every footer field but the timestamp (24..27), the checksum (64..67) and the unique id (68..83):
+            # cookie, features, version, data offset, creator, original and current size, geometry, disk type.
+            foreach ($range in @(0..23), @(28..63), @(84..511)) {
+                ($ours[$range] -join ',') | Should -Be ($ref[$range] -join ',') -Because "footer bytes $($range[0])..$($range[-1])"
+            }
+            # The checksum is right for the footer as written: one's complement of the byte sum without it.
+            $sum = 0; for ($i = 0; $i -lt 512; $i++) { if ($i -lt 64 -or $i -gt 67) { $sum += $ours[$i] } }
+            $stored = ([uint32]$ours[64] -shl 24) -bor ([uint32]$ours[65] -shl 16) -bor ([uint32]$ours[66] -shl 8) -bor [uint32]$ours[67]
+            $stored | Should -Be ((-bnot [uint32]$sum) -band [uint32]::MaxValue)
+        }
+
+        It '-Platform linux/arm64 stages the arm64 image of an index' {
+            $published = Publish-TestImage -Registry $Registry -Repository 'lab/multi' -Tag 'latest' -ImagePath $Raw2 -Index
+            $arm = $published.platforms | Where-Object platform -EQ 'linux/arm64'
+            $target = New-Target 'disk.img'
+            $null = Install-DiskImageFromOras "oras://$($Registry.proxy)/lab/multi:latest" -Path $target -Platform linux/arm64
+            [IO.File]::ReadAllText("$target.digest") | Should -BeExactly $arm.digest
+            (Get-FileHash $target -Algorithm SHA256).Hash.ToLowerInvariant() | Should -Be $arm.rawSha256
+            [Text.Encoding]::ASCII.GetString([IO.File]::ReadAllBytes($target), 0, 17) | Should -Be 'ORASSTAGING-ARM64'
+        }
+
+        It '-LayerTitle picks the layer by title, and a title no layer has is refused' {
+            $target = New-Target
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target -LayerTitle $Pub.title
+            Assert-Staged $target
+            $other = New-Target
+            $err = $null
+            Install-DiskImageFromOras "${Repo}:latest" -Path $other -LayerTitle 'no-such-layer.img.gz' -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $err.Count | Should -Be 1
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'NoImageLayer,*'
+            Get-FolderNames $other | Should -BeNullOrEmpty
+        }
+
+        It 'a damaged -KeepBlob copy is caught and removed, the next run downloads it, and -Force downloads anew' {
+            $keep = Join-Path (Split-Path (New-Target)) 'blobs'
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path (New-Target) -KeepBlob $keep
+            $kept = Join-Path $keep "sha256/$($Pub.digest.Substring(7))"
+            $bytes = [IO.File]::ReadAllBytes($kept)
+            $bytes[1000] = $bytes[1000] -bxor 0xFF
+            [IO.File]::WriteAllBytes($kept, $bytes)
+
+            $target = New-Target
+            $err = $null
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target -KeepBlob $keep -ErrorVariable err -ErrorAction SilentlyContinue
+            if ($err) {
+                # Caught on the read: the damaged copy is gone and nothing was staged from it.
+                $err[0].FullyQualifiedErrorId | Should -BeLike 'DigestMismatch,*'
+                Test-Path $kept | Should -BeFalse
+                Get-FolderNames $target | Should -BeNullOrEmpty
+                Reset-ProxyStats -Registry $Registry
+                $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target -KeepBlob $keep
+                @(Get-LayerRequests (Get-ProxyStats -Registry $Registry) $Pub.digest).Count | Should -BeGreaterThan 0
+            }
+            Assert-Staged $target
+            (Get-FileHash $kept -Algorithm SHA256).Hash.ToLowerInvariant() | Should -Be $Pub.digest.Substring(7)
+
+            Reset-ProxyStats -Registry $Registry
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target -KeepBlob $keep -Force
+            @(Get-LayerRequests (Get-ProxyStats -Registry $Registry) $Pub.digest).Count | Should -BeGreaterThan 0 -Because '-Force downloads the kept blob anew'
+            Assert-Staged $target
+        }
+    }
+
+    Context 'TLS' {
+        BeforeAll {
+            $script:TlsRegistry = Start-TestRegistry -Tls
+            $script:TlsPub = Publish-TestImage -Registry $TlsRegistry -Repository 'lab/debian' -Tag 'latest' -ImagePath $Raw
+        }
+        AfterAll { Stop-TestRegistry $TlsRegistry }
+
+        It 'stages over https with -SkipCertificateCheck, and refuses the untrusted certificate without it' {
+            $target = New-Target
+            $err = $null
+            Install-DiskImageFromOras "oras://$($TlsRegistry.proxy)/lab/debian:latest" -Path $target -RetryIntervalSec 0 -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $err.Count | Should -Be 1
+            Get-FolderNames $target | Should -BeNullOrEmpty
+            $null = Install-DiskImageFromOras "oras://$($TlsRegistry.proxy)/lab/debian:latest" -Path $target -SkipCertificateCheck
+            Assert-Staged $target $TlsPub
         }
     }
 
@@ -283,14 +423,53 @@ Describe 'Install-DiskImageFromOras' {
             (Get-ProxyFault -Registry $Registry | Select-Object -First 1).fired | Should -Be 2
         }
 
-        It 'follows the redirect to the CDN without sending it credentials' {
-            Set-ProxyFault -Registry $Registry -Kind Redirect -RejectAuthorization | Out-Null
+        It 'retries HTTP 408 on the <Target>' -ForEach @(@{ Target = 'Blob' }, @{ Target = 'Manifest' }) {
+            $path = if ($Target -eq 'Blob') { $Pub.digest } else { 'lab/debian/manifests/' }
+            Set-ProxyFault -Registry $Registry -Kind Status -StatusCode 408 -Times 2 -Target $Target -PathContains $path | Out-Null
             $target = New-Target
-            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target -RetryIntervalSec 0
             Assert-Staged $target
             $stats = Get-ProxyStats -Registry $Registry
-            $stats.cdnRequests | Should -BeGreaterThan 0
-            $stats.cdnRequestsWithAuthorization | Should -Be 0
+            $stats.faultsFired.status | Should -Be 2
+            $answers = @($stats.requests | Where-Object { $_.method -eq 'GET' -and $_.path -like "*$path*" } | ForEach-Object status)
+            $answers[0..1] | Should -Be @(408, 408)
+            $answers[2] | Should -BeIn @(200, 206)
+        }
+
+        It 'waits what Retry-After asks before the next request (the gap measured at the proxy)' {
+            Set-ProxyFault -Registry $Registry -Kind TooManyRequests -RetryAfter 2 -Times 1 -PathContains $Pub.digest | Out-Null
+            $target = New-Target
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target -RetryIntervalSec 0
+            Assert-Staged $target
+            $layer = @(Get-LayerRequests (Get-ProxyStats -Registry $Registry) $Pub.digest)
+            $layer[0].status | Should -Be 429
+            ($layer[1].startedMs - $layer[0].startedMs) | Should -BeGreaterOrEqual 1900 -Because 'Retry-After: 2 asks for 2 s'
+        }
+
+        It 'waits -RetryIntervalSec before retrying a 503 without Retry-After (the gap measured at the proxy)' {
+            Set-ProxyFault -Registry $Registry -Kind ServiceUnavailable -Times 1 -PathContains $Pub.digest | Out-Null
+            $target = New-Target
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target -RetryIntervalSec 2
+            Assert-Staged $target
+            $layer = @(Get-LayerRequests (Get-ProxyStats -Registry $Registry) $Pub.digest)
+            $layer[0].status | Should -Be 503
+            # The first back-off is the interval with at most 25 % jitter below it.
+            ($layer[1].startedMs - $layer[0].startedMs) | Should -BeGreaterOrEqual 1450
+        }
+
+        It 'maps <Status> on the <Target> to <Id> and leaves nothing behind' -ForEach @(
+            @{ Status = 403; Target = 'Manifest'; Id = 'AccessDenied' }
+            @{ Status = 404; Target = 'Blob'; Id = 'BlobNotFound' }
+        ) {
+            $path = if ($Target -eq 'Blob') { $Pub.digest } else { 'lab/debian/manifests/' }
+            Set-ProxyFault -Registry $Registry -Kind Status -StatusCode $Status -Times -1 -Target $Target -PathContains $path | Out-Null
+            $target = New-Target
+            $err = $null
+            $result = Install-DiskImageFromOras "${Repo}:latest" -Path $target -RetryIntervalSec 0 -ErrorVariable err -ErrorAction SilentlyContinue
+            $result | Should -BeNullOrEmpty
+            $err.Count | Should -Be 1
+            $err[0].FullyQualifiedErrorId | Should -BeLike "$Id,*"
+            Get-FolderNames $target | Should -BeNullOrEmpty
         }
 
         It 'a corrupted byte is DigestMismatch, leaves no partial, and the previous image, stamp and receipt stay valid' {
@@ -352,19 +531,131 @@ Describe 'Install-DiskImageFromOras' {
             Get-FolderNames $target | Should -BeNullOrEmpty
         }
 
-        It 'two processes on one target both end with one valid image and a correct stamp' {
-            Set-ProxyFault -Registry $Registry -Kind Cut -AfterBytes 1300000 -Times 1 -PathContains $Pub3.digest | Out-Null
+        It 'a kill -9 while a new image streams leaves the previous image, stamp and receipt as they were' {
             $target = New-Target
-            $a = Start-ChildInstall $Big $target '-RetryIntervalSec 1'
-            $b = Start-ChildInstall $Big $target '-RetryIntervalSec 1'
-            Wait-Child $a
-            Wait-Child $b
-            $a.ExitCode | Should -Be 0 -Because $a.Err.Result
-            $b.ExitCode | Should -Be 0 -Because $b.Err.Result
-            Assert-Staged $target $Pub3
-            # Whichever came second either waited for the lock and then found the stamp, or found it at once.
-            @($a.Out.Result.Trim(), $b.Out.Result.Trim()) | Sort-Object | Should -Be @('SKIPPED=False', 'SKIPPED=True')
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target
+            $hashes = @($target, "$target.digest", "$target.oras.json") | ForEach-Object { (Get-FileHash $_).Hash }
+            # Held mid-download, so the kill certainly lands while the new image is being written.
+            Set-ProxyFault -Registry $Registry -Kind Throttle -BytesPerSecond 64KB -Times 1 -PathContains $Pub3.digest | Out-Null
+            $child = Start-ChildInstall $Big $target
+            try {
+                Wait-Until { @(Get-ChildItem (Split-Path $target) -Filter '*.partial').Count -gt 0 } -Seconds 90 -What 'a partial file'
+                Start-Sleep -Milliseconds 300   # a few throttled chunks written into it
+            }
+            finally {
+                $child.Kill($true)   # SIGKILL: no finally block of the child runs
+                $null = $child.WaitForExit(20000)
+                Clear-ProxyFault -Registry $Registry
+            }
+            Assert-Identical $target $Raw
+            @($target, "$target.digest", "$target.oras.json") | ForEach-Object { (Get-FileHash $_).Hash } | Should -Be $hashes
 
+            # The next run stages the new image and removes what the killed one left.
+            $null = Install-DiskImageFromOras $Big -Path $target
+            Assert-Staged $target $Pub3
+        }
+
+        It 'Ctrl+C while a new image streams leaves the previous image, stamp and receipt as they were, and no partial' {
+            $target = New-Target
+            $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target
+            $hashes = @($target, "$target.digest", "$target.oras.json") | ForEach-Object { (Get-FileHash $_).Hash }
+            Set-ProxyFault -Registry $Registry -Kind Throttle -BytesPerSecond 64KB -Times 1 -PathContains $Pub3.digest | Out-Null
+            $ps = [powershell]::Create()
+            try {
+                $null = $ps.AddCommand('Import-Module').AddParameter('Name', $ModulePath).AddStatement()
+                $null = $ps.AddCommand('Install-DiskImageFromOras').AddParameter('Reference', $Big).AddParameter('Path', $target)
+                $async = $ps.BeginInvoke()
+                Wait-Until { @(Get-ChildItem (Split-Path $target) -Filter '*.partial').Count -gt 0 } -Seconds 90 -What 'a partial file'
+                $stop = $ps.BeginStop($null, $null)
+                $stop.AsyncWaitHandle.WaitOne(30000) | Should -BeTrue
+                $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            }
+            finally {
+                $ps.Dispose()
+                Clear-ProxyFault -Registry $Registry
+            }
+            Wait-Until { @(Get-ChildItem (Split-Path $target) -Filter '*.partial').Count -eq 0 } -Seconds 10 -What 'the partial to go'
+            Assert-Staged $target
+            @($target, "$target.digest", "$target.oras.json") | ForEach-Object { (Get-FileHash $_).Hash } | Should -Be $hashes
+        }
+
+        It 'a real out-of-space (a tmpfs filled mid-stream) is InsufficientSpace and leaves the previous image, stamp and receipt' -Skip:(-not $IsLinux) {
+            $mount = Join-Path $Work "tmpfs-$([guid]::NewGuid().ToString('n').Substring(0, 8))"
+            $null = New-Item -ItemType Directory $mount
+            # Large enough for the cmdlet's own free-space check (size plus a margin), so the failure is the
+            # file system's: it is filled up while the new image streams.
+            & mount -t tmpfs -o size=96m tmpfs $mount 2>&1 | Out-Null
+            if ($LASTEXITCODE -ne 0) { Set-ItResult -Skipped -Because 'this machine cannot mount a tmpfs (needs root)'; return }
+            $ps = $null
+            try {
+                $target = Join-Path $mount 'disk.qcow2'
+                $null = Install-DiskImageFromOras "${Repo}:other" -Path $target
+                $hashes = @($target, "$target.digest", "$target.oras.json") | ForEach-Object { (Get-FileHash $_).Hash }
+
+                Set-ProxyFault -Registry $Registry -Kind Throttle -BytesPerSecond 64KB -Times 1 -PathContains $Pub3.digest | Out-Null
+                $ps = [powershell]::Create()
+                $null = $ps.AddCommand('Import-Module').AddParameter('Name', $ModulePath).AddStatement()
+                $null = $ps.AddCommand('Install-DiskImageFromOras').AddParameter('Reference', $Big).AddParameter('Path', $target).AddParameter('RetryIntervalSec', 0)
+                $async = $ps.BeginInvoke()
+                Wait-Until { @(Get-ChildItem $mount -Filter '*.partial').Count -gt 0 } -Seconds 90 -What 'a partial file'
+                $free = [IO.DriveInfo]::new($mount).AvailableFreeSpace
+                & fallocate -l $free (Join-Path $mount 'filler') 2>&1 | Out-Null
+                if ($LASTEXITCODE -ne 0) { & dd if=/dev/zero of=(Join-Path $mount 'filler') bs=64k 2>&1 | Out-Null }
+                [IO.DriveInfo]::new($mount).AvailableFreeSpace | Should -BeLessThan 64KB
+                Clear-ProxyFault -Registry $Registry   # releases the download into the full file system
+                $async.AsyncWaitHandle.WaitOne(120000) | Should -BeTrue
+                $ps.Streams.Error.Count | Should -Be 1
+                $ps.Streams.Error[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientSpace,*'
+                Remove-Item (Join-Path $mount 'filler')
+                Assert-Staged $target $Pub2
+                @($target, "$target.digest", "$target.oras.json") | ForEach-Object { (Get-FileHash $_).Hash } | Should -Be $hashes
+            }
+            finally {
+                if ($ps) { $ps.Dispose() }
+                Clear-ProxyFault -Registry $Registry
+                & umount $mount 2>&1 | Out-Null
+                Remove-Item $mount -Recurse -Force -ErrorAction Ignore
+            }
+        }
+
+        It 'a second process waits for the lock of the first and finds its image; -TimeoutSec gives up with LockTimeout' {
+            # The first process is held mid-download (a throttled blob) until the test releases it, so the lock is
+            # certainly held while the other two look at it, whatever the machine's load.
+            Set-ProxyFault -Registry $Registry -Kind Throttle -BytesPerSecond 64KB -Times 1 -PathContains $Pub3.digest | Out-Null
+            $target = New-Target
+            $first = Start-ChildInstall $Big $target
+            try {
+                Wait-Until { (Test-Path "$target.lock") -and @(Get-ChildItem (Split-Path $target) -Filter '*.partial').Count -gt 0 } -Seconds 90 -What 'the first process holding the lock'
+
+                $impatient = Start-ChildPwsh ("Import-Module '$ModulePath'; `$clock = [Diagnostics.Stopwatch]::StartNew(); " +
+                    "try { `$null = Install-DiskImageFromOras '$Big' -Path '$target' -TimeoutSec 1 -ErrorAction Stop; 'STAGED' } " +
+                    "catch { 'ID=' + `$_.FullyQualifiedErrorId }; 'ELAPSED=' + `$clock.Elapsed.TotalSeconds.ToString([cultureinfo]::InvariantCulture)")
+                Wait-Child $impatient
+                $first.HasExited | Should -BeFalse -Because 'the first process still holds the lock'
+                $out = $impatient.Out.Result
+                $out | Should -Match '(?m)^ID=LockTimeout,' -Because $impatient.Err.Result
+                [double]([regex]::Match($out, 'ELAPSED=([0-9.]+)').Groups[1].Value) | Should -BeGreaterOrEqual 1.0
+
+                $log = Join-Path $Work "patient-$([guid]::NewGuid().ToString('n')).log"
+                $patient = Start-ChildPwsh ("Import-Module '$ModulePath'; Install-DiskImageFromOras '$Big' -Path '$target' -Verbose -ErrorAction Stop 4>&1 | " +
+                    "ForEach-Object { `$line = if (`$_ -is [Management.Automation.VerboseRecord]) { 'VERBOSE=' + `$_.Message } else { 'SKIPPED=' + `$_.Skipped }; " +
+                    "[IO.File]::AppendAllText('$log', `$line + [Environment]::NewLine) }")
+                Wait-Until { (Test-Path $log) -and (Get-Content $log -Raw) -match 'Waiting for another process' } -Seconds 90 -What 'the second process to see the lock'
+                $first.HasExited | Should -BeFalse -Because 'the second process saw the lock while the first held it'
+            }
+            finally {
+                Clear-ProxyFault -Registry $Registry   # releases the throttled download
+            }
+            Wait-Child $first
+            Wait-Child $patient
+            $first.ExitCode | Should -Be 0 -Because $first.Err.Result
+            $patient.ExitCode | Should -Be 0 -Because $patient.Err.Result
+            $first.Out.Result.Trim() | Should -Be 'SKIPPED=False'
+            $lines = Get-Content $log
+            $lines | Should -Contain 'SKIPPED=True'
+            # Found the first one's stamp only once the lock was free: the first had committed before this one looked.
+            ($lines -match 'staged meanwhile by another process').Count | Should -Be 1
+            Assert-Staged $target $Pub3
         }
     }
 
@@ -633,6 +924,28 @@ disk.path = "one.qcow2"
 }
 
 Describe 'Install-DiskImageFromOras with authentication' {
+    It 'follows the redirect to the CDN without sending it the <Mode> credential' -ForEach @(@{ Mode = 'token' }, @{ Mode = 'basic' }) {
+        $authRegistry = Start-TestRegistry -Auth $Mode
+        try {
+            # The private repository refuses anonymous pulls, so a credential certainly exists and is used.
+            $published = Publish-TestImage -Registry $authRegistry -Repository $authRegistry.privateRepository -ImagePath $Raw
+            $credential = [pscredential]::new($authRegistry.username, (ConvertTo-SecureString $authRegistry.password -AsPlainText -Force))
+            Set-ProxyFault -Registry $authRegistry -Kind Redirect -RejectAuthorization | Out-Null
+            $target = New-Target
+            $null = Install-DiskImageFromOras "oras://$($authRegistry.proxy)/$($authRegistry.privateRepository):latest" -Path $target -Credential $credential -CacheServer ''
+            Assert-Staged $target $published
+            $stats = Get-ProxyStats -Registry $authRegistry
+            @($stats.requests | Where-Object { $_.kind -eq 'Blob' -and $_.authorization -and $_.status -eq 307 }).Count |
+                Should -BeGreaterThan 0 -Because 'the registry was asked for the blob with the credential'
+            $stats.cdnRequests | Should -BeGreaterThan 0
+            $stats.cdnRequestsWithAuthorization | Should -Be 0
+            @($stats.cdnLog | Where-Object { $_.status -ge 300 }).Count | Should -Be 0 -Because 'the CDN answers 400 to a request with Authorization'
+        }
+        finally {
+            Stop-TestRegistry $authRegistry
+        }
+    }
+
     It 'survives token expiry mid-stream on a bearer-token registry' {
         $tokenRegistry = Start-TestRegistry -Auth token
         try {

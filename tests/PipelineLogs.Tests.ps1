@@ -37,9 +37,22 @@ BeforeAll {
 
     $script:Run = @"
 Import-Module '$($env:ORASSTAGING_MODULE)'
-Expand-DiskImage -LiteralPath '$Gz' -DestinationPath '$Work/out-`$PID.img' -Force | Out-Null
-Expand-DiskImage -LiteralPath '$NotCompressed' -DestinationPath '$Work/bad-`$PID.bin' -ErrorAction SilentlyContinue
+`$file = Expand-DiskImage -LiteralPath '$Gz' -DestinationPath '$Work/out-`$PID.img' -Force
+'EXPANDED=' + `$file.Length
+Expand-DiskImage -LiteralPath '$NotCompressed' -DestinationPath '$Work/bad-`$PID.bin' -ErrorAction SilentlyContinue -ErrorVariable failure
+'ERRORID=' + `$failure[0].FullyQualifiedErrorId
+'DONE'
 "@
+    $script:RawSize = 24MB + 100
+
+    # The child must have run the script to its end: a crash (or a module that fails to load) prints no ##vso[
+    # line either, and would otherwise pass the "prints none" case.
+    function script:Assert-RanToEnd($Result) {
+        $Result.Exit | Should -Be 0 -Because "the child pwsh must not fail: $($Result.Err)"
+        $Result.Out | Should -Match "(?m)^EXPANDED=$RawSize\s*$"
+        $Result.Out | Should -Match '(?m)^ERRORID=\w+,OrasStaging\.'
+        $Result.Out | Should -Match '(?m)^DONE\s*$'
+    }
 }
 
 AfterAll {
@@ -49,12 +62,14 @@ AfterAll {
 Describe 'Azure Pipelines logging commands' {
     It 'prints setprogress and one logissue per failure when TF_BUILD is set' {
         $r = Invoke-ChildPwsh $Run @{ TF_BUILD = 'True' }
+        Assert-RanToEnd $r
         $r.Out | Should -Match '##vso\[task\.setprogress value=\d+;\]'
         @([regex]::Matches($r.Out, '##vso\[task\.logissue type=error\]')).Count | Should -Be 1
     }
 
     It 'prints none of them outside Azure Pipelines' {
         $r = Invoke-ChildPwsh $Run @{}
+        Assert-RanToEnd $r
         $r.Out | Should -Not -Match '##vso\['
     }
 }

@@ -20,6 +20,52 @@ BeforeAll {
         $d
     }
     function script:Get-Sha([string] $Path) { 'sha256:' + (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() }
+
+    # The withcache key, computed here from the README's rule (base64url of the blob's registry URL, no padding),
+    # not by the code under test.
+    function script:Get-CacheKey([string] $Scheme, [string] $Authority, [string] $Repository, [string] $Digest) {
+        $url = "${Scheme}://$Authority/v2/$Repository/blobs/$Digest"
+        [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($url)).TrimEnd('=').Replace('+', '-').Replace('/', '_')
+    }
+
+    function script:Start-CacheStandIn {
+        # A loopback stand-in for the withcache server: /b/<key>/<basename> from a dictionary, 404 otherwise.
+        # A random port may be taken (other servers share the machine): try a few.
+        for ($try = 0; ; $try++) {
+            $listener = [System.Net.HttpListener]::new()
+            $port = Get-Random -Minimum 20000 -Maximum 60000
+            $listener.Prefixes.Add("http://127.0.0.1:$port/")
+            try { $listener.Start(); break }
+            catch { if ($try -ge 20) { throw } }
+        }
+        $files = [System.Collections.Concurrent.ConcurrentDictionary[string, string]]::new()
+        $log = [System.Collections.Concurrent.ConcurrentQueue[string]]::new()
+        $job = Start-ThreadJob -ScriptBlock {
+            param($Listener, $Files, $Log)
+            while ($Listener.IsListening) {
+                try { $ctx = $Listener.GetContext() } catch { break }
+                $path = $ctx.Request.Url.AbsolutePath
+                $Log.Enqueue("$($ctx.Request.HttpMethod) $path auth=$([bool]$ctx.Request.Headers['Authorization'])")
+                $file = $null
+                if ($Files.TryGetValue($path, [ref] $file)) {
+                    $bytes = [IO.File]::ReadAllBytes($file)
+                    $ctx.Response.ContentLength64 = $bytes.Length
+                    if ($ctx.Request.HttpMethod -eq 'GET') { $ctx.Response.OutputStream.Write($bytes, 0, $bytes.Length) }
+                }
+                else { $ctx.Response.StatusCode = 404 }
+                $ctx.Response.Close()
+            }
+        } -ArgumentList $listener, $files, $log
+        [pscustomobject]@{ Listener = $listener; Url = "http://127.0.0.1:$port"; Files = $files; Log = $log; Job = $job }
+    }
+
+    function script:Stop-CacheStandIn($Cache) {
+        if (-not $Cache) { return }
+        $Cache.Listener.Stop()
+        $Cache.Listener.Close()
+        $Cache.Job | Wait-Job -Timeout 10 | Out-Null
+        $Cache.Job | Remove-Job -Force
+    }
 }
 
 AfterAll {
@@ -269,6 +315,30 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
         }
     }
 
+    It 'never keeps a <Case> .partial prefix: the file saved is the blob, or nothing is' -ForEach @(
+        @{ Case = 'corrupted'; Foreign = $false }
+        @{ Case = 'foreign'; Foreign = $true }
+    ) {
+        $full = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" (New-Dest "src-$Case") -CacheServer ''
+        $dest = New-Dest "prefix-$Case"
+        $bytes = [IO.File]::ReadAllBytes($full.FullName)[0..399999]
+        if ($Foreign) { $bytes = [byte[]]::new(400000); [Random]::new(9).NextBytes($bytes) }
+        else { $bytes[4321] = $bytes[4321] -bxor 0xFF }
+        [IO.File]::WriteAllBytes((Join-Path $dest "$($P.title).partial"), $bytes)
+        $err = $null
+        $file = Save-OrasBlob $ViaProxy $dest -CacheServer '' -RetryIntervalSec 0 -ErrorVariable err -ErrorAction SilentlyContinue
+        $saved = Join-Path $dest $P.title
+        if ($err) {
+            # Caught after the resume: refused as a mismatch, and neither the bad file nor the bad prefix stays.
+            $err[0].FullyQualifiedErrorId | Should -Be "DigestMismatch,$Id"
+            Test-Path $saved | Should -BeFalse
+            Test-Path "$saved.partial" | Should -BeFalse
+            $file = Save-OrasBlob $ViaProxy $dest -CacheServer ''
+        }
+        Get-Sha $file.FullName | Should -Be $P.digest
+        Get-Sha $saved | Should -Be $P.digest
+    }
+
     It 'refuses a hostile title and writes nothing outside the destination' {
         $hostile = Publish-TestImage -Registry $R -Repository lab/hostile -Tag latest -ImagePath $Image -Title '../../x'
         $dest = New-Dest 'hostile/inner'
@@ -281,51 +351,17 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
     }
 
     Context 'withcache' {
-        BeforeAll {
-            # A loopback stand-in for the withcache server: /b/<key>/<basename> from a dictionary, 404 otherwise.
-            # A random port may be taken (other servers share the machine): try a few.
-            for ($try = 0; ; $try++) {
-                $script:CacheListener = [System.Net.HttpListener]::new()
-                $port = Get-Random -Minimum 20000 -Maximum 60000
-                $CacheListener.Prefixes.Add("http://127.0.0.1:$port/")
-                try { $CacheListener.Start(); break }
-                catch { if ($try -ge 20) { throw } }
-            }
-            $script:CacheUrl = "http://127.0.0.1:$port"
-            $script:CacheFiles = [System.Collections.Concurrent.ConcurrentDictionary[string, string]]::new()
-            $script:CacheLog = [System.Collections.Concurrent.ConcurrentQueue[string]]::new()
-            $script:CacheJob = Start-ThreadJob -ScriptBlock {
-                param($Listener, $Files, $Log)
-                while ($Listener.IsListening) {
-                    try { $ctx = $Listener.GetContext() } catch { break }
-                    $path = $ctx.Request.Url.AbsolutePath
-                    $Log.Enqueue("$($ctx.Request.HttpMethod) $path auth=$([bool]$ctx.Request.Headers['Authorization'])")
-                    $file = $null
-                    if ($Files.TryGetValue($path, [ref] $file)) {
-                        $bytes = [IO.File]::ReadAllBytes($file)
-                        $ctx.Response.ContentLength64 = $bytes.Length
-                        if ($ctx.Request.HttpMethod -eq 'GET') { $ctx.Response.OutputStream.Write($bytes, 0, $bytes.Length) }
-                    }
-                    else { $ctx.Response.StatusCode = 404 }
-                    $ctx.Response.Close()
-                }
-            } -ArgumentList $CacheListener, $CacheFiles, $CacheLog
-        }
-        AfterAll {
-            $CacheListener.Stop()
-            $CacheListener.Close()
-            $CacheJob | Wait-Job -Timeout 10 | Out-Null
-            $CacheJob | Remove-Job -Force
-        }
+        BeforeAll { $script:Cache = Start-CacheStandIn }
+        AfterAll { Stop-CacheStandIn $Cache }
 
         It 'downloads from the cache on a hit (no credentials, digest still checked) and from the registry on a miss' {
             $image = Resolve-OrasImage "oras://$($R.proxy)/lab/debian:latest"
-            $key = [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($image.BlobUri.AbsoluteUri)).TrimEnd('=').Replace('+', '-').Replace('/', '_')
+            $key = Get-CacheKey http $R.proxy lab/debian $P.digest
             $source = Save-OrasBlob "oras://$($R.registry)/lab/debian:latest" (New-Dest 'cachesrc')
-            $CacheFiles["/b/$key/$($image.Digest)"] = $source.FullName
+            $Cache.Files["/b/$key/$($image.Digest)"] = $source.FullName
 
             Reset-ProxyStats -Registry $R
-            $env:WITHCACHE_SERVER = $CacheUrl
+            $env:WITHCACHE_SERVER = $Cache.Url
             try {
                 $out = $image | Save-OrasBlob -DestinationPath (New-Dest 'cachehit') -Verbose 4>&1
             }
@@ -333,10 +369,10 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
             Get-Sha ($out | Where-Object { $_ -is [IO.FileInfo] }).FullName | Should -Be $P.digest
             (($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n") | Should -Match 'Cache hit'
             (Get-ProxyStats -Registry $R).requestsByKind.blob | Should -Be 0
-            @($CacheLog) | Should -Contain "GET /b/$key/$($image.Digest) auth=False"
+            @($Cache.Log) | Should -Contain "GET /b/$key/$($image.Digest) auth=False"
 
-            $CacheFiles.Clear()
-            $out = $image | Save-OrasBlob -DestinationPath (New-Dest 'cachemiss') -CacheServer $CacheUrl -Verbose 4>&1
+            $Cache.Files.Clear()
+            $out = $image | Save-OrasBlob -DestinationPath (New-Dest 'cachemiss') -CacheServer $Cache.Url -Verbose 4>&1
             Get-Sha ($out | Where-Object { $_ -is [IO.FileInfo] }).FullName | Should -Be $P.digest
             (($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n") | Should -Match 'Cache miss'
             (Get-ProxyStats -Registry $R).requestsByKind.blob | Should -BeGreaterThan 0
@@ -344,13 +380,13 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
 
         It 'still refuses a cache that serves wrong bytes' {
             $image = Resolve-OrasImage "oras://$($R.registry)/lab/debian:latest"
-            $key = [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($image.BlobUri.AbsoluteUri)).TrimEnd('=').Replace('+', '-').Replace('/', '_')
+            $key = Get-CacheKey http $R.registry lab/debian $P.digest
             $wrong = Join-Path $Work 'wrong.bin'
             $bytes = [byte[]]::new($image.Size); $bytes[0] = 1
             [IO.File]::WriteAllBytes($wrong, $bytes)
-            $CacheFiles["/b/$key/$($image.Digest)"] = $wrong
+            $Cache.Files["/b/$key/$($image.Digest)"] = $wrong
             $dest = New-Dest 'cachewrong'
-            { $image | Save-OrasBlob -DestinationPath $dest -CacheServer $CacheUrl -ErrorAction Stop } | Should -Throw -ErrorId "DigestMismatch,$Id"
+            { $image | Save-OrasBlob -DestinationPath $dest -CacheServer $Cache.Url -ErrorAction Stop } | Should -Throw -ErrorId "DigestMismatch,$Id"
             @(Get-ChildItem $dest -Force).Count | Should -Be 0
         }
     }
@@ -393,5 +429,55 @@ Describe 'Save-OrasBlob with token auth over TLS' {
         $stats.faultsFired.unauthorized | Should -Be 1
         $stats.tokenRequestsGranted | Should -BeGreaterOrEqual 2
         (($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n") | Should -Match 'Resuming blob'
+    }
+}
+
+# The credential-leak checks where a credential really exists: the registry refuses anonymous pulls of the private
+# repository, so a success proves the credential was sent to the registry, and the CDN/cache saw none of it.
+Describe 'Save-OrasBlob keeps <Mode> credentials from the CDN and the cache' -ForEach @(
+    @{ Mode = 'token' }
+    @{ Mode = 'basic' }
+) {
+    BeforeAll {
+        $script:A = Start-TestRegistry -Auth $Mode
+        $script:AP = Publish-TestImage -Registry $A -Repository $A.privateRepository -ImagePath $Image
+        $script:ACred = [pscredential]::new($A.username, (ConvertTo-SecureString $A.password -AsPlainText -Force))
+        $script:ARef = "oras://$($A.proxy)/$($A.privateRepository):latest"
+        $script:Cache = Start-CacheStandIn
+    }
+    AfterAll {
+        Stop-CacheStandIn $Cache
+        Stop-TestRegistry $A
+    }
+    BeforeEach { Reset-ProxyStats -Registry $A }
+    AfterEach { Clear-ProxyFault -Registry $A }
+
+    It 'follows the 307 to a CDN that answers 400 to any Authorization' {
+        Set-ProxyFault -Registry $A -Kind Redirect -RejectAuthorization | Out-Null
+        $file = Save-OrasBlob $ARef (New-Dest "cdn-$Mode") -Credential $ACred -CacheServer ''
+        Get-Sha $file.FullName | Should -Be $AP.digest
+        $stats = Get-ProxyStats -Registry $A
+        @($stats.requests | Where-Object { $_.kind -eq 'Blob' -and $_.authorization -and $_.status -eq 307 }).Count |
+            Should -BeGreaterThan 0 -Because 'the registry side of the redirect was asked with the credential'
+        $stats.cdnRequests | Should -BeGreaterThan 0
+        $stats.cdnRequestsWithAuthorization | Should -Be 0
+        @($stats.cdnLog | Where-Object { $_.status -ge 300 }).Count | Should -Be 0
+    }
+
+    It 'sends no credential to the cache on a hit' {
+        $key = Get-CacheKey http $A.proxy $A.privateRepository $AP.digest
+        $source = Save-OrasBlob "oras://$($A.registry)/$($A.privateRepository):latest" (New-Dest "cachesrc-$Mode") -Credential $ACred -CacheServer ''
+        $Cache.Files["/b/$key/$($AP.digest)"] = $source.FullName
+        Reset-ProxyStats -Registry $A
+        $out = Save-OrasBlob $ARef (New-Dest "cachehit-$Mode") -Credential $ACred -CacheServer $Cache.Url -Verbose 4>&1
+        Get-Sha ($out | Where-Object { $_ -is [IO.FileInfo] }).FullName | Should -Be $AP.digest
+        (($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n") | Should -Match 'Cache hit'
+        $stats = Get-ProxyStats -Registry $A
+        @($stats.requests | Where-Object { $_.kind -eq 'Manifest' -and $_.authorization -and $_.status -eq 200 }).Count |
+            Should -BeGreaterThan 0 -Because 'the manifest was read with the credential'
+        # Resolving reads the small .sha256 sidecar blob; the layer itself came from the cache only.
+        @($stats.requests | Where-Object { $_.path -like "*/blobs/$($AP.digest)*" }).Count | Should -Be 0
+        @($Cache.Log) | Should -Contain "GET /b/$key/$($AP.digest) auth=False"
+        @($Cache.Log | Where-Object { $_ -like '* auth=True' }).Count | Should -Be 0
     }
 }

@@ -1,5 +1,5 @@
 # Proves the test infrastructure itself: the image generator, the three auth modes, TLS, the pusher's nosi
-# shape and every proxy fault. Uses plain HttpClient / curl, not the OrasStaging cmdlets.
+# shape and every proxy fault. Uses plain HttpClient (no curl), not the OrasStaging cmdlets.
 
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'TestKit.psm1') -Force
@@ -12,6 +12,23 @@ BeforeAll {
         $handler.AutomaticDecompression = [System.Net.DecompressionMethods]::None
         $client = [System.Net.Http.HttpClient]::new($handler)
         $client.Timeout = [TimeSpan]::FromSeconds(30)
+        $client
+    }
+
+    function New-TlsClient([string] $CaPath) {
+        # Follows redirects; trusts only the given CA (no callback: the chain policy is checked by .NET itself),
+        # or, without -CaPath, the system's store, which does not hold the TestKit's CA.
+        $handler = [System.Net.Http.SocketsHttpHandler]::new()
+        $handler.UseProxy = $false
+        if ($CaPath) {
+            $policy = [System.Security.Cryptography.X509Certificates.X509ChainPolicy]::new()
+            $policy.TrustMode = [System.Security.Cryptography.X509Certificates.X509ChainTrustMode]::CustomRootTrust
+            $policy.RevocationMode = [System.Security.Cryptography.X509Certificates.X509RevocationMode]::NoCheck
+            $null = $policy.CustomTrustStore.Add([System.Security.Cryptography.X509Certificates.X509Certificate2]::new($CaPath))
+            $handler.SslOptions.CertificateChainPolicy = $policy
+        }
+        $client = [System.Net.Http.HttpClient]::new($handler)
+        $client.Timeout = [TimeSpan]::FromSeconds(20)
         $client
     }
 
@@ -578,23 +595,31 @@ Describe 'Token-auth registry' {
 
 Describe 'Token-auth registry with strict expiry' {
     BeforeAll {
-        $script:Srv = Start-TestRegistry -Auth token -TokenExpiresIn 2 -StrictTokenExpiry
+        $script:Srv = Start-TestRegistry -Auth token -TokenExpiresIn 3 -StrictTokenExpiry
     }
     AfterAll {
         Stop-TestRegistry $script:Srv
     }
 
-    It 'makes the real registry refuse a token expires_in seconds after issue' {
+    It 'makes the real registry refuse a token expires_in seconds after issue, and not before' {
+        # Ordering, not a wall-clock window: a loaded machine may be late for any request, so a refusal is only
+        # wrong when it comes too EARLY (before expires_in, less the claims' one-second granularity), and the
+        # refusal must come at all (bounded).
+        $clock = [Diagnostics.Stopwatch]::StartNew()
         $body = [Text.Encoding]::UTF8.GetString((Get-Token $Srv 'repository:lab/debian:pull').Body) | ConvertFrom-Json
-        $body.expires_in | Should -Be 2
+        $body.expires_in | Should -Be 3
         $auth = @{ Authorization = "Bearer $($body.token)" }
-        (Send-Raw "$($Srv.registryUrl)/v2/lab/debian/tags/list" -Headers $auth).Status | Should -Not -Be 401
-        $deadline = [DateTime]::UtcNow.AddSeconds(15)
+        $seen = [Collections.Generic.List[object]]::new()
+        $deadline = [DateTime]::UtcNow.AddSeconds(30)
         do {
-            Start-Sleep -Milliseconds 500
+            $sentAt = $clock.Elapsed.TotalSeconds
             $status = (Send-Raw "$($Srv.registryUrl)/v2/lab/debian/tags/list" -Headers $auth).Status
+            $seen.Add([pscustomobject]@{ At = $sentAt; Status = $status })
+            if ($status -ne 401) { Start-Sleep -Milliseconds 250 }
         } while ($status -ne 401 -and [DateTime]::UtcNow -lt $deadline)
-        $status | Should -Be 401
+        $status | Should -Be 401 -Because 'the registry must refuse the token once it has expired'
+        $firstRefusal = ($seen | Where-Object Status -EQ 401 | Select-Object -First 1).At
+        $firstRefusal | Should -BeGreaterOrEqual 1.9 -Because "no refusal before expires_in (3 s) less 1 s of granularity: $($seen | Out-String)"
     }
 }
 
@@ -611,25 +636,37 @@ Describe 'TLS registry' {
     It 'serves https with a certificate that the generated CA validates (registry, proxy and CDN)' {
         $Srv.caCertPath | Should -Exist
         $Srv.registryUrl | Should -BeLike 'https://127.0.0.1:*'
-        foreach ($url in "$($Srv.registryUrl)/v2/", "$($Srv.proxyUrl)/v2/lab/tls/blobs/$($P.digest)") {
-            $code = & curl -sS -o /dev/null -w '%{http_code}' --max-time 20 --cacert $Srv.caCertPath $url
-            $LASTEXITCODE | Should -Be 0
-            $code | Should -Be '200'
-        }
-        $null = Set-ProxyFault -Registry $Srv -Kind Redirect
+        $trusting = New-TlsClient -CaPath $Srv.caCertPath
         try {
-            $out = & curl -sS -L -o /dev/null -w '%{http_code} %{url_effective}' --max-time 20 --cacert $Srv.caCertPath "$($Srv.proxyUrl)/v2/lab/tls/blobs/$($P.digest)"
-            $LASTEXITCODE | Should -Be 0
-            $out | Should -BeLike "200 $($Srv.cdnUrl)/*"
+            foreach ($url in "$($Srv.registryUrl)/v2/", "$($Srv.proxyUrl)/v2/lab/tls/blobs/$($P.digest)") {
+                $response = $trusting.GetAsync($url).GetAwaiter().GetResult()
+                [int]$response.StatusCode | Should -Be 200
+                $response.Dispose()
+            }
+            $null = Set-ProxyFault -Registry $Srv -Kind Redirect
+            try {
+                $response = $trusting.GetAsync("$($Srv.proxyUrl)/v2/lab/tls/blobs/$($P.digest)").GetAwaiter().GetResult()
+                [int]$response.StatusCode | Should -Be 200
+                $response.RequestMessage.RequestUri.AbsoluteUri | Should -BeLike "$($Srv.cdnUrl)/*"
+                $response.Dispose()
+            }
+            finally {
+                Clear-ProxyFault -Registry $Srv
+            }
         }
-        finally {
-            Clear-ProxyFault -Registry $Srv
-        }
+        finally { $trusting.Dispose() }
     }
 
     It 'is refused by a client that does not trust the CA' {
-        $null = & curl -sS -o /dev/null --max-time 20 "$($Srv.registryUrl)/v2/" 2>&1
-        $LASTEXITCODE | Should -Be 60
+        $plain = New-TlsClient
+        try {
+            $failure = $null
+            try { $null = $plain.GetAsync("$($Srv.registryUrl)/v2/").GetAwaiter().GetResult() }
+            catch { $failure = $_.Exception }
+            $failure | Should -Not -BeNullOrEmpty
+            $failure.GetBaseException() | Should -BeOfType ([System.Security.Authentication.AuthenticationException])
+        }
+        finally { $plain.Dispose() }
     }
 }
 
@@ -658,5 +695,40 @@ Describe 'Lifecycle' {
         finally {
             Stop-TestRegistry $r
         }
+    }
+}
+
+Describe 'Isolation from the developer''s environment' {
+    It 'importing TestKit.psm1 replaces WITHCACHE_SERVER, DOCKER_CONFIG, CONTAINERS_REGISTRIES_CONF and SSL_CERT_FILE; removing it restores them' {
+        $psi = [Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
+        if ((Split-Path ([Environment]::ProcessPath) -Leaf) -match '^dotnet') { $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0]) }
+        $names = "'WITHCACHE_SERVER', 'DOCKER_CONFIG', 'CONTAINERS_REGISTRIES_CONF', 'SSL_CERT_FILE'"
+        $show = "foreach (`$n in $names) { `$n + '=' + [Environment]::GetEnvironmentVariable(`$n) }"
+        $script = "Import-Module '$(Join-Path $PSScriptRoot 'TestKit.psm1')'; 'IN'; $show; 'DOCKERFILES=' + @(Get-ChildItem `$env:DOCKER_CONFIG -Force).Count; Remove-Module TestKit; 'OUT'; $show"
+        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $script) { $psi.ArgumentList.Add($a) }
+        $psi.RedirectStandardOutput = $true
+        $psi.RedirectStandardError = $true
+        $psi.Environment['WITHCACHE_SERVER'] = 'http://cache.invalid'
+        $psi.Environment['DOCKER_CONFIG'] = '/dev-config/docker'
+        $psi.Environment['CONTAINERS_REGISTRIES_CONF'] = '/dev-config/registries.conf'
+        $psi.Environment['SSL_CERT_FILE'] = '/dev-config/ca.pem'
+        $p = [Diagnostics.Process]::Start($psi)
+        $err = $p.StandardError.ReadToEndAsync()
+        $out = $p.StandardOutput.ReadToEndAsync()
+        if (-not $p.WaitForExit(60000)) { $p.Kill($true); throw 'child pwsh did not finish within 60 s' }
+        $p.WaitForExit()
+        $p.ExitCode | Should -Be 0 -Because $err.Result
+        $lines = $out.Result -split "`r?`n"
+        $in = $lines[($lines.IndexOf('IN') + 1)..($lines.IndexOf('OUT') - 1)]
+        $after = $lines[($lines.IndexOf('OUT') + 1)..($lines.Count - 1)]
+        $in | Should -Contain 'WITHCACHE_SERVER='
+        $in | Should -Contain 'SSL_CERT_FILE='
+        ($in -match '^DOCKER_CONFIG=.*orasstaging-testenv-').Count | Should -Be 1
+        ($in -match '^CONTAINERS_REGISTRIES_CONF=.*orasstaging-testenv-').Count | Should -Be 1
+        $in | Should -Contain 'DOCKERFILES=0'
+        $after | Should -Contain 'WITHCACHE_SERVER=http://cache.invalid'
+        $after | Should -Contain 'DOCKER_CONFIG=/dev-config/docker'
+        $after | Should -Contain 'CONTAINERS_REGISTRIES_CONF=/dev-config/registries.conf'
+        $after | Should -Contain 'SSL_CERT_FILE=/dev-config/ca.pem'
     }
 }

@@ -5,6 +5,24 @@
 
 Set-StrictMode -Version Latest
 
+# Isolation: each test file imports this module in its BeforeAll, and the import replaces the variables through
+# which a developer's own environment could change a result (a cache server, docker credentials, registry
+# mirrors, a CA bundle) with empty ones; removing the module (Import-Module -Force, Remove-Module) restores
+# them. DOCKER_CONFIG points at an empty folder of this file's own, so ~/.docker/config.json is never read.
+$script:IsolatedVariables = 'WITHCACHE_SERVER', 'DOCKER_CONFIG', 'CONTAINERS_REGISTRIES_CONF', 'SSL_CERT_FILE'
+$script:SavedEnvironment = @{}
+foreach ($name in $IsolatedVariables) { $SavedEnvironment[$name] = [Environment]::GetEnvironmentVariable($name) }
+$script:IsolationFolder = Join-Path ([IO.Path]::GetTempPath()) ("orasstaging-testenv-" + [guid]::NewGuid().ToString('n'))
+$null = New-Item -ItemType Directory -Path (Join-Path $IsolationFolder 'docker') -Force
+[Environment]::SetEnvironmentVariable('WITHCACHE_SERVER', $null)
+[Environment]::SetEnvironmentVariable('SSL_CERT_FILE', $null)
+[Environment]::SetEnvironmentVariable('DOCKER_CONFIG', (Join-Path $IsolationFolder 'docker'))
+[Environment]::SetEnvironmentVariable('CONTAINERS_REGISTRIES_CONF', (Join-Path $IsolationFolder 'registries.conf'))
+$ExecutionContext.SessionState.Module.OnRemove = {
+    foreach ($entry in $script:SavedEnvironment.GetEnumerator()) { [Environment]::SetEnvironmentVariable($entry.Key, $entry.Value) }
+    Remove-Item -LiteralPath $script:IsolationFolder -Recurse -Force -ErrorAction SilentlyContinue
+}
+
 # Set by -TestKitPath on any function; wins over $env:ORASSTAGING_TESTKIT for the rest of the session.
 $script:TestKitPathOverride = $null
 
@@ -304,11 +322,14 @@ function Set-ProxyFault {
                               -Times -1 (until cleared). -RejectAuthorization: the CDN answers 400 to those.
                               -ExpireAfter n: each redirect URL answers 403 (expired) after n requests, so a
                               client must go back to the registry for a fresh one.
-          Throttle            send the body at -BytesPerSecond (-Times requests).
+          Throttle            send the body at -BytesPerSecond (-Times requests); Clear-ProxyFault lets a throttled
+                              body already under way finish at full speed (to hold a client, then release it).
+          Status              answer -StatusCode (408, 403, 404, ...) without asking the registry, with Retry-After
+                              when -RetryAfter is given (-Times requests).
         -Times -1 means until Clear-ProxyFault. -PathContains limits the fault to paths containing that text.
         Cut, Corrupt, Throttle, Redirect and the cut of Unauthorized -AfterBytes fire only when the registry
         answers the request with 2xx, so the unauthenticated first request of a token dance (401) does not use
-        them up; TooManyRequests, ServiceUnavailable and Unauthorized answer without asking the registry.
+        them up; TooManyRequests, ServiceUnavailable, Unauthorized and Status answer without asking the registry.
     .EXAMPLE
         Set-ProxyFault -Registry $r -Kind Cut -AfterBytes 100000 -Times 2
     #>
@@ -316,8 +337,10 @@ function Set-ProxyFault {
     param(
         [Parameter(Mandatory)] [object] $Registry,
         [Parameter(Mandatory)]
-        [ValidateSet('Cut', 'TooManyRequests', 'ServiceUnavailable', 'Unauthorized', 'Corrupt', 'Redirect', 'Throttle')]
+        [ValidateSet('Cut', 'TooManyRequests', 'ServiceUnavailable', 'Unauthorized', 'Corrupt', 'Redirect', 'Throttle', 'Status')]
         [string] $Kind,
+        [ValidateRange(400, 599)]
+        [int] $StatusCode,
         [int] $Times,
         [long] $AfterBytes,
         [int] $RetryAfter,
@@ -338,6 +361,7 @@ function Set-ProxyFault {
     if ($PSBoundParameters.ContainsKey('ExpireAfter')) { $body.expireAfter = $ExpireAfter }
     if ($PSBoundParameters.ContainsKey('BytesPerSecond')) { $body.bytesPerSecond = $BytesPerSecond }
     if ($PathContains) { $body.pathContains = $PathContains }
+    if ($PSBoundParameters.ContainsKey('StatusCode')) { $body.statusCode = $StatusCode }
     Invoke-RestMethod -Method Post -Uri "$($Registry.controlUrl)/faults" -ContentType 'application/json' `
         -Body ($body | ConvertTo-Json -Compress) -TimeoutSec 10
 }
@@ -371,7 +395,7 @@ function Get-ProxyStats {
         referrers, other; and token = requests to the token server, which are not in totalRequests),
         blobBytesSent (blob GET body bytes through the proxy), rangeHeaders, faultsFired (per kind, camelCase),
         cdnRequests, cdnRequestsWithAuthorization, cdnBytesSent, cdnRangeHeaders, tokenRequests,
-        tokenRequestsGranted, tokenRequestsDenied, tokenScopes, requests and cdnLog (method, path, kind, status,
+        tokenRequestsGranted, tokenRequestsDenied, tokenScopes, requests and cdnLog (method, path, target (path and query), startedMs (Unix ms), kind, status,
         range, authorization (bool), fault). Counts requests through the proxy only, not direct ones.
     .PARAMETER Reset
         Zero the counters after reading them.

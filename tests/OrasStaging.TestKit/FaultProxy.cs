@@ -56,8 +56,10 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
 
     internal async Task HandleAsync(HttpContext ctx)
     {
+        long started = RequestRecord.NowMs();
         var method = ctx.Request.Method;
         var path = ctx.Request.Path.Value ?? "/";
+        var target = path + ctx.Request.QueryString.Value;
         var (kind, name) = Classify(path);
         string? range = ctx.Request.Headers.Range.Count > 0 ? ctx.Request.Headers.Range.ToString() : null;
         string authorization = ctx.Request.Headers.Authorization.ToString();
@@ -121,6 +123,16 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
                     if (statusFault.RetryAfter is int ra2) ctx.Response.Headers.RetryAfter = ra2.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     await WriteErrorAsync(ctx, "UNAVAILABLE", "service unavailable (injected by the TestKit proxy)").ConfigureAwait(false);
                     break;
+                case FaultKind.Status:
+                    ctx.Response.StatusCode = statusFault.StatusCode!.Value;
+                    if (statusFault.RetryAfter is int ra3) ctx.Response.Headers.RetryAfter = ra3.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    await WriteErrorAsync(ctx, ctx.Response.StatusCode switch
+                    {
+                        403 => "DENIED",
+                        404 => "BLOB_UNKNOWN",
+                        _ => "UNKNOWN",
+                    }, $"HTTP {ctx.Response.StatusCode} (injected by the TestKit proxy)").ConfigureAwait(false);
+                    break;
                 case FaultKind.Unauthorized:
                     ctx.Response.StatusCode = 401;
                     ctx.Response.Headers.WWWAuthenticate = challengeFor(name);
@@ -133,7 +145,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         }
         finally
         {
-            stats.Completed(new RequestRecord(method, path, kind, ctx.Response.StatusCode, range, authorization.Length > 0, faultName));
+            stats.Completed(new RequestRecord(method, path, kind, ctx.Response.StatusCode, range, authorization.Length > 0, faultName, target, started));
         }
     }
 
@@ -241,7 +253,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         while (true)
         {
             int want = buffer.Length;
-            if (bytesPerSecond is long bps) want = (int)Math.Clamp(bps / 10, 1, buffer.Length);
+            if (bytesPerSecond is long bps && !fault!.Released) want = (int)Math.Clamp(bps / 10, 1, buffer.Length);
             if (cutAt is long c) want = (int)Math.Min(want, Math.Max(c - sent, 0));
             if (want == 0)
             {
@@ -257,7 +269,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             await ctx.Response.Body.WriteAsync(buffer.AsMemory(0, n), ctx.RequestAborted).ConfigureAwait(false);
             sent += n;
             if (isBlobBody) stats.BlobBytes(n);
-            if (bytesPerSecond is long rate)
+            if (bytesPerSecond is long rate && !fault!.Released)
             {
                 var due = TimeSpan.FromSeconds(sent / (double)rate) - clock.Elapsed;
                 if (due > TimeSpan.Zero) await Task.Delay(due, ctx.RequestAborted).ConfigureAwait(false);
@@ -286,7 +298,10 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
     /// <summary>The CDN: serves blobs straight from the registry's storage, records Authorization and Range.</summary>
     internal async Task HandleCdnAsync(HttpContext ctx)
     {
+        long started = RequestRecord.NowMs();
         var path = ctx.Request.Path.Value ?? "/";
+        // The full target: the signed query string is what a leak check looks for.
+        var target = path + ctx.Request.QueryString.Value;
         string? range = ctx.Request.Headers.Range.Count > 0 ? ctx.Request.Headers.Range.ToString() : null;
         bool hasAuth = ctx.Request.Headers.Authorization.Count > 0;
         try
@@ -361,7 +376,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         }
         finally
         {
-            stats.Cdn(new RequestRecord(ctx.Request.Method, path, RequestKind.Blob, ctx.Response.StatusCode, range, hasAuth, null));
+            stats.Cdn(new RequestRecord(ctx.Request.Method, path, RequestKind.Blob, ctx.Response.StatusCode, range, hasAuth, null, target, started));
         }
     }
 

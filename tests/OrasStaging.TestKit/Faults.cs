@@ -19,6 +19,9 @@ public enum FaultKind
     Redirect,
     /// <summary>Send the body at <c>bytesPerSecond</c> (alias "slow"): for progress and cancellation tests.</summary>
     Throttle,
+    /// <summary>Answer <c>statusCode</c> (for example 408, 403 or 404) without asking the registry, with
+    /// <c>Retry-After</c> when <c>retryAfter</c> is given (alias "status").</summary>
+    Status,
 }
 
 /// <summary>Which requests a fault applies to; faults only ever apply to GET requests.</summary>
@@ -51,6 +54,8 @@ public sealed class FaultSpec
     public long? BytesPerSecond { get; set; }
     /// <summary>Only requests whose path contains this text (e.g. a repository name or a digest).</summary>
     public string? PathContains { get; set; }
+    /// <summary>Status: the HTTP status to answer with.</summary>
+    public int? StatusCode { get; set; }
 }
 
 /// <summary>An active fault with its counters.</summary>
@@ -84,6 +89,8 @@ public sealed class Fault
         BytesPerSecond = spec.BytesPerSecond;
         if (Kind == FaultKind.Throttle && BytesPerSecond is null or <= 0) throw new ArgumentException("Throttle needs bytesPerSecond > 0");
         PathContains = string.IsNullOrEmpty(spec.PathContains) ? null : spec.PathContains;
+        StatusCode = spec.StatusCode;
+        if (Kind == FaultKind.Status && StatusCode is not (>= 400 and <= 599)) throw new ArgumentException("Status needs statusCode 400-599");
     }
 
     public int Id { get; }
@@ -99,8 +106,17 @@ public sealed class Fault
     public int? ExpireAfter { get; }
     public long? BytesPerSecond { get; }
     public string? PathContains { get; }
+    public int? StatusCode { get; }
     public int Remaining => Volatile.Read(ref _remaining);
     public int Fired => Volatile.Read(ref _fired);
+
+    /// <summary>
+    /// Set when the faults are cleared: a Throttle already under way then sends the rest at full speed, so a test
+    /// can hold a client mid-download for as long as it needs (a lock held, a wait observed) and then let it go.
+    /// </summary>
+    [JsonIgnore]
+    internal bool Released { get => Volatile.Read(ref _released); set => Volatile.Write(ref _released, value); }
+    private bool _released;
 
     /// <summary>Unauthorized with afterBytes: the Authorization value (or "" for none) that "expired".</summary>
     [JsonIgnore]
@@ -147,7 +163,8 @@ public sealed class Fault
         "corrupt" => FaultKind.Corrupt,
         "redirect" or "307" or "cdn" => FaultKind.Redirect,
         "throttle" or "slow" => FaultKind.Throttle,
-        _ => throw new ArgumentException($"unknown fault kind '{text}' (Cut|TooManyRequests|ServiceUnavailable|Unauthorized|Corrupt|Redirect|Throttle)"),
+        "status" => FaultKind.Status,
+        _ => throw new ArgumentException($"unknown fault kind '{text}' (Cut|TooManyRequests|ServiceUnavailable|Unauthorized|Corrupt|Redirect|Throttle|Status)"),
     };
 }
 
@@ -166,7 +183,11 @@ public sealed class FaultState
 
     public void Clear()
     {
-        lock (_faults) _faults.Clear();
+        lock (_faults)
+        {
+            foreach (var f in _faults) f.Released = true;
+            _faults.Clear();
+        }
     }
 
     public IReadOnlyList<Fault> Snapshot()

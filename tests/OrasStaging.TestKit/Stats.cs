@@ -18,6 +18,9 @@ public enum RequestKind
 }
 
 /// <summary>One request as the proxy, the CDN or the token server recorded it.</summary>
+/// <remarks>Target is the full request target (path and query string), so a test can look for a signed query
+/// string; StartedMs is when the request arrived (Unix milliseconds), so a test can measure the client's own
+/// gaps between requests instead of reading its log.</remarks>
 public sealed record RequestRecord(
     string Method,
     string Path,
@@ -25,7 +28,12 @@ public sealed record RequestRecord(
     int Status,
     string? Range,
     bool Authorization,
-    string? Fault);
+    string? Fault,
+    string Target,
+    long StartedMs)
+{
+    public static long NowMs() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+}
 
 /// <summary>Counters for the tests; thread-safe, reset through the control API.</summary>
 public sealed class ProxyStats

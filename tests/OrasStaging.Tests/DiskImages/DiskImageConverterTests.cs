@@ -4,10 +4,11 @@ namespace OrasStaging.Tests.DiskImages;
 
 public class DiskImageConverterTests
 {
-    // A hang guard for each call, not for the whole class: on a loaded machine the class alone outlasts 3 minutes.
-    private static CancellationToken Timeout => new CancellationTokenSource(TimeSpan.FromMinutes(3)).Token;
+    // Each case its own budget: xunit makes a new instance per case, so one slow case on a loaded machine cannot
+    // spend the time of the cases after it (a static token would be shared by the whole class).
+    private readonly CancellationToken Timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2)).Token;
 
-    private static Task<DiskWriteResult> Convert(string input, string output, DiskWriteOptions options) =>
+    private Task<DiskWriteResult> Convert(string input, string output, DiskWriteOptions options) =>
         DiskImageConverter.ConvertFileAsync(input, output, options, NullOperationSink.Instance, Timeout);
 
     [Theory]

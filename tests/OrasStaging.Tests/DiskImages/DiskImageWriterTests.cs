@@ -7,8 +7,9 @@ namespace OrasStaging.Tests.DiskImages;
 
 public class DiskImageWriterTests
 {
-    // A hang guard for each call, not for the whole class: on a loaded machine the class alone outlasts 2 minutes.
-    private static CancellationToken Timeout => new CancellationTokenSource(TimeSpan.FromMinutes(2)).Token;
+    // Each case its own budget: xunit makes a new instance per case, so one slow case on a loaded machine cannot
+    // spend the time of the cases after it (a static token would be shared by the whole class).
+    private readonly CancellationToken Timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2)).Token;
 
     public static TheoryData<string, string> Matrix()
     {
@@ -24,7 +25,7 @@ public class DiskImageWriterTests
         return data;
     }
 
-    private static async Task<DiskWriteResult> Write(string input, string output, DiskWriteOptions options)
+    private async Task<DiskWriteResult> Write(string input, string output, DiskWriteOptions options)
     {
         await using var stream = File.OpenRead(input);
         return await DiskImageWriter.WriteAsync(stream, output, options, NullOperationSink.Instance, Timeout);

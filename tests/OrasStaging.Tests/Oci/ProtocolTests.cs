@@ -394,7 +394,18 @@ public sealed class ProtocolTests : IDisposable
         await using var stream = await client.OpenBlobAsync(Blob(img), Ct);
         Assert.Equal(img, await ReadAllAsync(stream));
         var ranges = _reg.Requests.Where(r => r.Path.Contains("/blobs/")).Select(r => r.Range).ToList();
-        Assert.Equal(new string?[] { null, "bytes=700000-", "bytes=1400000-", "bytes=2100000-" }, ranges);
+        // The cut aborts the connection, and a reset may drop bytes the client had not read yet: so each resume
+        // starts no later than the bytes sent so far (700 000 per cut), never goes back, and there is one per cut.
+        Assert.Equal(4, ranges.Count);
+        Assert.Null(ranges[0]);
+        long previous = 0;
+        for (int i = 1; i < ranges.Count; i++)
+        {
+            Assert.Matches(@"^bytes=\d+-$", ranges[i]);
+            long from = long.Parse(ranges[i]!["bytes=".Length..^1], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.InRange(from, previous, 700_000L * i);
+            previous = from;
+        }
         Assert.Contains("Connection lost at", _sink.All);
     }
 
@@ -642,7 +653,9 @@ public sealed class ProtocolTests : IDisposable
             return false;
         };
         var options = Options();
-        options.StallTimeout = TimeSpan.FromMilliseconds(700);
+        // Long enough that a loaded machine's ordinary pauses are not taken for the stall; the server holds the
+        // stalled answer for 20 s, so the stall is still certain.
+        options.StallTimeout = TimeSpan.FromSeconds(2);
         try
         {
             await using var stream = await Client(options).OpenBlobAsync(Blob(img), Ct);
