@@ -9,17 +9,13 @@ namespace OrasStaging.Compression;
 /// that ends inside a member as truncated. The state and both buffers live on the pinned heap, so the pointers
 /// ISA-L holds stay valid and nothing native needs freeing.
 /// </summary>
-internal sealed class IsalGzipStream : ForwardReadStream
+internal sealed class IsalGzipStream : NativeDecoderStream
 {
-    private const int BufferSize = 1 << 20;
-
     private readonly Stream _compressed;
     private readonly IsalInflate _api;
     private readonly byte[] _state = GC.AllocateArray<byte>(IsalInflate.StateSize, pinned: true);
-    private readonly byte[] _in = GC.AllocateArray<byte>(BufferSize, pinned: true);
-    private readonly byte[] _out = GC.AllocateArray<byte>(BufferSize, pinned: true);
-    private readonly IntPtr _statePtr, _inPtr, _outPtr;
-    private int _inPos, _inAvail, _outPos, _outAvail;
+    private readonly IntPtr _statePtr;
+    private int _inPos, _inAvail;
     private bool _eof, _memberFinished, _done;
 
     public IsalGzipStream(Stream compressed, IsalInflate api)
@@ -27,50 +23,12 @@ internal sealed class IsalGzipStream : ForwardReadStream
         _compressed = compressed;
         _api = api;
         _statePtr = Marshal.UnsafeAddrOfPinnedArrayElement(_state, 0);
-        _inPtr = Marshal.UnsafeAddrOfPinnedArrayElement(_in, 0);
-        _outPtr = Marshal.UnsafeAddrOfPinnedArrayElement(_out, 0);
         _api.Init(_statePtr);
         Marshal.WriteInt32(_statePtr, IsalInflate.CrcFlag, IsalInflate.GzipWrapper);
     }
 
-    public override int Read(Span<byte> buffer)
-    {
-        if (buffer.IsEmpty)
-        {
-            return 0;
-        }
-
-        if (_outAvail == 0)
-        {
-            _outPos = 0;
-            _outAvail = Decode();
-        }
-
-        int n = Math.Min(buffer.Length, _outAvail);
-        _out.AsSpan(_outPos, n).CopyTo(buffer);
-        _outPos += n;
-        _outAvail -= n;
-        return n;
-    }
-
-    /// <summary>The fast path: each decoded megabyte goes straight from ISA-L's output buffer to the destination.</summary>
-    public override void CopyTo(Stream destination, int bufferSize)
-    {
-        if (_outAvail > 0)
-        {
-            destination.Write(_out, _outPos, _outAvail);
-            _outAvail = 0;
-        }
-
-        int n;
-        while ((n = Decode()) > 0)
-        {
-            destination.Write(_out, 0, n);
-        }
-    }
-
-    /// <summary>Fills <see cref="_out"/> from its start; 0 only at the valid end of the stream.</summary>
-    private int Decode()
+    /// <summary>Fills the output buffer from its start; 0 only at the valid end of the stream.</summary>
+    protected override int Decode()
     {
         int idle = 0;
         while (!_done)
@@ -86,9 +44,9 @@ internal sealed class IsalGzipStream : ForwardReadStream
                 Refill();
             }
 
-            Marshal.WriteIntPtr(_statePtr, IsalInflate.NextOut, _outPtr);
+            Marshal.WriteIntPtr(_statePtr, IsalInflate.NextOut, OutPtr);
             Marshal.WriteInt32(_statePtr, IsalInflate.AvailOut, BufferSize);
-            Marshal.WriteIntPtr(_statePtr, IsalInflate.NextIn, _inPtr + _inPos);
+            Marshal.WriteIntPtr(_statePtr, IsalInflate.NextIn, InPtr + _inPos);
             Marshal.WriteInt32(_statePtr, IsalInflate.AvailIn, _inAvail);
             int rc = _api.Inflate(_statePtr);
             int left = Marshal.ReadInt32(_statePtr, IsalInflate.AvailIn);
@@ -135,7 +93,7 @@ internal sealed class IsalGzipStream : ForwardReadStream
             Refill();
         }
 
-        if (_inAvail == 0 || _in[_inPos] != 0x1F || (_inAvail > 1 && _in[_inPos + 1] != 0x8B))
+        if (_inAvail == 0 || In[_inPos] != 0x1F || (_inAvail > 1 && In[_inPos + 1] != 0x8B))
         {
             return false;
         }
@@ -151,11 +109,11 @@ internal sealed class IsalGzipStream : ForwardReadStream
     {
         if (_inPos > 0)
         {
-            Buffer.BlockCopy(_in, _inPos, _in, 0, _inAvail);
+            Buffer.BlockCopy(In, _inPos, In, 0, _inAvail);
             _inPos = 0;
         }
 
-        int n = _compressed.Read(_in, _inAvail, BufferSize - _inAvail);
+        int n = _compressed.Read(In, _inAvail, BufferSize - _inAvail);
         if (n == 0)
         {
             _eof = true;

@@ -46,18 +46,7 @@ internal sealed class IsalInflate
     /// <summary>Loads libisal and proves the struct layout on a known two-member stream; the failure says why.</summary>
     public static IsalInflate? TryLoad(out string failure)
     {
-        IntPtr handle = IntPtr.Zero;
-        string? name = null;
-        foreach (string candidate in Candidates)
-        {
-            if (NativeLibrary.TryLoad(candidate, out handle))
-            {
-                name = candidate;
-                break;
-            }
-        }
-
-        if (name is null)
+        if (!NativeDecoderStream.TryLoadFirst(Candidates, out IntPtr handle, out string name))
         {
             failure = "libisal is not installed (Debian/Ubuntu: apt-get install libisal2)";
             return null;

@@ -56,18 +56,7 @@ internal sealed class LibZstd
 
     public static LibZstd? TryLoad(out string failure)
     {
-        IntPtr handle = IntPtr.Zero;
-        string? name = null;
-        foreach (string candidate in Candidates)
-        {
-            if (NativeLibrary.TryLoad(candidate, out handle))
-            {
-                name = candidate;
-                break;
-            }
-        }
-
-        if (name is null)
+        if (!NativeDecoderStream.TryLoadFirst(Candidates, out IntPtr handle, out string name))
         {
             failure = "libzstd is not installed";
             return null;

@@ -8,17 +8,12 @@ namespace OrasStaging.Compression;
 /// not 0 (and the output did not simply fill up) is a truncated frame. Buffers live on the pinned heap; the
 /// decompression context is native and freed on dispose.
 /// </summary>
-internal sealed class LibZstdStream : ForwardReadStream
+internal sealed class LibZstdStream : NativeDecoderStream
 {
-    private const int BufferSize = 1 << 20;
-
     private readonly Stream _compressed;
     private readonly LibZstd _api;
-    private readonly byte[] _in = GC.AllocateArray<byte>(BufferSize, pinned: true);
-    private readonly byte[] _out = GC.AllocateArray<byte>(BufferSize, pinned: true);
-    private readonly IntPtr _inPtr, _outPtr;
     private IntPtr _context;
-    private int _inPos, _inLen, _outPos, _outAvail;
+    private int _inPos, _inLen;
     private bool _eof, _done, _outputFilled;
     private nuint _lastResult = 1; // "a frame is in progress" until the decoder says one is complete
 
@@ -26,8 +21,6 @@ internal sealed class LibZstdStream : ForwardReadStream
     {
         _compressed = compressed;
         _api = api;
-        _inPtr = Marshal.UnsafeAddrOfPinnedArrayElement(_in, 0);
-        _outPtr = Marshal.UnsafeAddrOfPinnedArrayElement(_out, 0);
         _context = api.Create();
         if (_context == IntPtr.Zero)
         {
@@ -35,42 +28,7 @@ internal sealed class LibZstdStream : ForwardReadStream
         }
     }
 
-    public override int Read(Span<byte> buffer)
-    {
-        if (buffer.IsEmpty)
-        {
-            return 0;
-        }
-
-        if (_outAvail == 0)
-        {
-            _outPos = 0;
-            _outAvail = Decode();
-        }
-
-        int n = Math.Min(buffer.Length, _outAvail);
-        _out.AsSpan(_outPos, n).CopyTo(buffer);
-        _outPos += n;
-        _outAvail -= n;
-        return n;
-    }
-
-    public override void CopyTo(Stream destination, int bufferSize)
-    {
-        if (_outAvail > 0)
-        {
-            destination.Write(_out, _outPos, _outAvail);
-            _outAvail = 0;
-        }
-
-        int n;
-        while ((n = Decode()) > 0)
-        {
-            destination.Write(_out, 0, n);
-        }
-    }
-
-    private int Decode()
+    protected override int Decode()
     {
         ObjectDisposedException.ThrowIf(_context == IntPtr.Zero, this);
         while (!_done)
@@ -78,7 +36,7 @@ internal sealed class LibZstdStream : ForwardReadStream
             if (_inPos == _inLen && !_eof)
             {
                 _inPos = 0;
-                _inLen = _compressed.Read(_in, 0, BufferSize);
+                _inLen = _compressed.Read(In, 0, BufferSize);
                 _eof = _inLen == 0;
             }
 
@@ -97,8 +55,8 @@ internal sealed class LibZstdStream : ForwardReadStream
                 }
             }
 
-            var output = new LibZstd.Buffer { Data = _outPtr, Size = BufferSize, Pos = 0 };
-            var input = new LibZstd.Buffer { Data = _inPtr, Size = (nuint)_inLen, Pos = (nuint)_inPos };
+            var output = new LibZstd.Buffer { Data = OutPtr, Size = BufferSize, Pos = 0 };
+            var input = new LibZstd.Buffer { Data = InPtr, Size = (nuint)_inLen, Pos = (nuint)_inPos };
             nuint result = _api.Decompress(_context, ref output, ref input);
             if (_api.IsError(result) != 0)
             {

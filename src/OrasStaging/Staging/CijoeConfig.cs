@@ -24,24 +24,8 @@ internal static class CijoeConfig
         Func<string, string?>? environment = null)
     {
         environment ??= Environment.GetEnvironmentVariable;
-        string text;
-        // Reading a folder fails as "access denied", which would send the user to fix permissions.
-        IO.FileRules.ThrowIfFolder(configPath, "the config (-ConfigPath)", "Give -ConfigPath the path of the cijoe .toml file itself.");
-
-        try
-        {
-            text = File.ReadAllText(configPath);
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new OrasStagingException(ErrorCode.PathNotFound, $"Cannot find the config file '{configPath}'.",
-                "Check the path; a relative one is taken from PowerShell's current location.", ex);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Security.SecurityException)
-        {
-            throw new OrasStagingException(ErrorCode.ConfigInvalid, $"Cannot read the config file '{configPath}': {ex.Message}",
-                "Make the file readable by this user (and not held open exclusively by another process).", ex);
-        }
+        string text = IO.FileRules.ReadConfigText(configPath, "the config file", "Give -ConfigPath the path of the cijoe .toml file itself.",
+            "Check the path; a relative one is taken from PowerShell's current location.");
 
         const string syntaxAction = "Fix the syntax; the file is read as TOML 1.1.";
         TomlTable root;

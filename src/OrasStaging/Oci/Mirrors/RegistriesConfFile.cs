@@ -16,21 +16,8 @@ internal static class RegistriesConfFile
 
     public static RegistriesConf Read(string path)
     {
-        string text;
-        try
-        {
-            text = File.ReadAllText(path);
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new OrasStagingException(ErrorCode.PathNotFound, $"Cannot find the registries config '{path}'.",
-                "Check the path given with -RegistryConfigPath or $CONTAINERS_REGISTRIES_CONF.", ex);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Security.SecurityException)
-        {
-            throw new OrasStagingException(ErrorCode.ConfigInvalid, $"Cannot read the registries config '{path}': {ex.Message}",
-                "Make the file readable by this user.", ex);
-        }
+        string text = IO.FileRules.ReadConfigText(path, "the registries config", "Give the path of a registries.conf file.",
+            "Check the path given with -RegistryConfigPath or $CONTAINERS_REGISTRIES_CONF.");
 
         return Parse(text, path);
     }
