@@ -316,7 +316,11 @@ function Set-ProxyFault {
                               after that many bytes and its Authorization value "expires": later GETs carrying
                               the same value get the 401 (-Times of them); a fresh token passes.
           Corrupt             flip (XOR 0xFF) the byte at blob offset -Offset (default 0; 206 bodies are mapped
-                              through Content-Range) (-Times requests).
+                              through Content-Range) (-Times requests); with -AfterBytes, then cut there.
+          IgnoreRange         forward a GET that carries Range without it, so the registry answers 200 with the
+                              whole blob; with -AfterBytes, cut that body there. GETs without Range pass untouched.
+          Stall               send the headers and -AfterBytes (default 0) body bytes, then nothing until the
+                              client gives up or Clear-ProxyFault.
           Redirect            307 to cdnUrl/blobs/<repo>/<digest>?X-Amz-Signature=…; the CDN serves the same
                               bytes with Range support and counts requests carrying Authorization. Default
                               -Times -1 (until cleared). -RejectAuthorization: the CDN answers 400 to those.
@@ -337,7 +341,7 @@ function Set-ProxyFault {
     param(
         [Parameter(Mandatory)] [object] $Registry,
         [Parameter(Mandatory)]
-        [ValidateSet('Cut', 'TooManyRequests', 'ServiceUnavailable', 'Unauthorized', 'Corrupt', 'Redirect', 'Throttle', 'Status')]
+        [ValidateSet('Cut', 'TooManyRequests', 'ServiceUnavailable', 'Unauthorized', 'Corrupt', 'Redirect', 'Throttle', 'Status', 'IgnoreRange', 'Stall')]
         [string] $Kind,
         [ValidateRange(400, 599)]
         [int] $StatusCode,

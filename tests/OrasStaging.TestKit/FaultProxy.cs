@@ -93,7 +93,8 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
                 if (deferred is not null) break;
                 continue;
             }
-            if (f.Kind is FaultKind.Cut or FaultKind.Corrupt or FaultKind.Throttle or FaultKind.Redirect)
+            if (f.Kind == FaultKind.IgnoreRange && range is null) continue;
+            if (f.Kind is FaultKind.Cut or FaultKind.Corrupt or FaultKind.Throttle or FaultKind.Redirect or FaultKind.IgnoreRange or FaultKind.Stall)
             {
                 if (f.Exhausted) continue;
                 deferred = f;
@@ -167,9 +168,11 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
         {
             request.Content = new StreamContent(ctx.Request.Body, 1 << 16);
         }
+        bool dropRange = candidate?.Kind == FaultKind.IgnoreRange;
         foreach (var (key, value) in ctx.Request.Headers)
         {
             if (HopByHop.Contains(key)) continue;
+            if (dropRange && string.Equals(key, "Range", StringComparison.OrdinalIgnoreCase)) continue;
             if (key.StartsWith("Content-", StringComparison.OrdinalIgnoreCase))
             {
                 request.Content ??= new ByteArrayContent([]);
@@ -218,6 +221,12 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             ctx.Response.Headers.Location = $"{CdnBaseUrl}/blobs/{name}/{digest}?X-Amz-Expires=300&X-Amz-Signature={signature}&X-TestKit-Fault={fault.Id}";
             return fired;
         }
+        if (dropRange && fault is null)
+        {
+            // Not this request's fault after all (another took the last firing): ask again with the Range.
+            response.Dispose();
+            return await ForwardAsync(ctx, kind, null, name, path, authorization).ConfigureAwait(false);
+        }
         if (redirect)
         {
             // Not redirected after all (the registry refused, or another request took the last one): the real GET.
@@ -242,7 +251,8 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             bodyStart = from;
         }
         bool isBlobBody = kind == RequestKind.Blob && HttpMethods.IsGet(ctx.Request.Method) && response.IsSuccessStatusCode;
-        long? cutAt = fault?.Kind is FaultKind.Cut or FaultKind.Unauthorized ? fault.AfterBytes : null;
+        long? cutAt = fault?.Kind is FaultKind.Cut or FaultKind.Unauthorized or FaultKind.Corrupt or FaultKind.IgnoreRange ? fault.AfterBytes : null;
+        long? stallAt = fault?.Kind == FaultKind.Stall ? fault.AfterBytes ?? 0 : null;
         long? corruptAt = fault?.Kind == FaultKind.Corrupt ? fault.Offset - bodyStart : null;
         long? bytesPerSecond = fault?.Kind == FaultKind.Throttle ? fault.BytesPerSecond : null;
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -255,6 +265,17 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             int want = buffer.Length;
             if (bytesPerSecond is long bps && !fault!.Released) want = (int)Math.Clamp(bps / 10, 1, buffer.Length);
             if (cutAt is long c) want = (int)Math.Min(want, Math.Max(c - sent, 0));
+            if (stallAt is long st && sent >= st)
+            {
+                await ctx.Response.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+                while (!fault!.Released && !ctx.RequestAborted.IsCancellationRequested)
+                {
+                    await Task.Delay(100, CancellationToken.None).ConfigureAwait(false);
+                }
+                ctx.Abort();
+                return fired;
+            }
+            if (stallAt is long st2) want = (int)Math.Min(want, Math.Max(st2 - sent, 1));
             if (want == 0)
             {
                 await CutAsync(ctx).ConfigureAwait(false);

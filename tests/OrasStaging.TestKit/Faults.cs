@@ -13,7 +13,8 @@ public enum FaultKind
     ServiceUnavailable,
     /// <summary>401 with the registry's challenge; with <c>afterBytes</c>, a token that "expires" mid-download (alias "401").</summary>
     Unauthorized,
-    /// <summary>Flip one byte (XOR 0xFF) at blob offset <c>offset</c> (alias "corrupt").</summary>
+    /// <summary>Flip one byte (XOR 0xFF) at blob offset <c>offset</c> (alias "corrupt"); with <c>afterBytes</c>, then cut
+    /// the connection there (a bad first body that the client must resume).</summary>
     Corrupt,
     /// <summary>307 to the CDN listener, which serves the same bytes with Range support (alias "307").</summary>
     Redirect,
@@ -22,6 +23,13 @@ public enum FaultKind
     /// <summary>Answer <c>statusCode</c> (for example 408, 403 or 404) without asking the registry, with
     /// <c>Retry-After</c> when <c>retryAfter</c> is given (alias "status").</summary>
     Status,
+    /// <summary>Forward a request that carries Range without it, so the registry answers 200 with the whole blob
+    /// (a server that ignores Range); with <c>afterBytes</c>, cut that body there (alias "ignorerange").
+    /// Requests without Range are not touched and do not use up a firing.</summary>
+    IgnoreRange,
+    /// <summary>Send the headers and <c>afterBytes</c> (default 0) body bytes, then nothing until the client gives up
+    /// or the faults are cleared (alias "stall").</summary>
+    Stall,
 }
 
 /// <summary>Which requests a fault applies to; faults only ever apply to GET requests.</summary>
@@ -164,7 +172,9 @@ public sealed class Fault
         "redirect" or "307" or "cdn" => FaultKind.Redirect,
         "throttle" or "slow" => FaultKind.Throttle,
         "status" => FaultKind.Status,
-        _ => throw new ArgumentException($"unknown fault kind '{text}' (Cut|TooManyRequests|ServiceUnavailable|Unauthorized|Corrupt|Redirect|Throttle|Status)"),
+        "ignorerange" or "rangeto200" => FaultKind.IgnoreRange,
+        "stall" => FaultKind.Stall,
+        _ => throw new ArgumentException($"unknown fault kind '{text}' (Cut|TooManyRequests|ServiceUnavailable|Unauthorized|Corrupt|Redirect|Throttle|Status|IgnoreRange|Stall)"),
     };
 }
 

@@ -30,7 +30,12 @@ public sealed partial class RegistryClient
         IncrementalHash hash = prefix ?? Digest.CreateHash(image.Digest);
         long position = start;   // bytes hashed, i.e. the offset of the next byte from the server
         long delivered = start;  // bytes handed to the writer (more than position after a restart without rewind)
+        long highWater = start;  // the furthest the download has got; only passing it is progress
         int failures = 0;
+        // After a restart without rewind the bytes below `delivered` were already handed on and cannot be taken
+        // back: `hash` keeps their state and the re-fetched prefix is hashed apart and compared with it.
+        IncrementalHash? recheck = null;
+        byte[]? deliveredPrefix = null;
         Uri? cacheUri = await _cache.ProbeAsync(blobUri, ct).ConfigureAwait(false);
         connected ??= () => { };
         try
@@ -66,12 +71,13 @@ public sealed partial class RegistryClient
                     if (response.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
                     {
                         _sink.Verbose($"The server cannot serve from {Units.Bytes(position)} (HTTP 416); starting over.");
-                        await RestartAsync().ConfigureAwait(false);
                         if (range is null)
                         {
                             throw new OrasStagingException(ErrorCode.RegistryProtocolError, $"{image.Registry} answered HTTP 416 to a request without Range.");
                         }
 
+                        await RestartAsync().ConfigureAwait(false);
+                        CountRestart("answers HTTP 416 to ranges it should have");
                         continue;
                     }
 
@@ -83,12 +89,7 @@ public sealed partial class RegistryClient
                         {
                             _sink.Verbose($"The server sent a range that does not start at {Units.Bytes(position)} ({contentRange?.ToString() ?? "no Content-Range"}); starting over.");
                             await RestartAsync().ConfigureAwait(false);
-                            if (failures++ >= options.MaximumRetryCount)
-                            {
-                                throw new OrasStagingException(ErrorCode.RegistryProtocolError,
-                                    $"{image.Registry} keeps sending wrong ranges for blob {image.Digest}.");
-                            }
-
+                            CountRestart("keeps sending wrong ranges");
                             continue;
                         }
                     }
@@ -98,6 +99,7 @@ public sealed partial class RegistryClient
                         {
                             _sink.Verbose($"The server ignored Range and sent the whole blob; starting over.");
                             await RestartAsync().ConfigureAwait(false);
+                            CountRestart("ignores Range, so the download cannot resume");
                         }
                     }
                     else
@@ -119,7 +121,6 @@ public sealed partial class RegistryClient
                     }
 
                     connected();
-                    long before = position;
                     Exception? dropped = null;
                     try
                     {
@@ -147,7 +148,9 @@ public sealed partial class RegistryClient
                         continue;
                     }
 
-                    failures = position > before ? 1 : failures + 1;
+                    // Bytes fetched again after a restart are not progress: only passing the high-water mark is.
+                    failures = position > highWater ? 1 : failures + 1;
+                    highWater = Math.Max(highWater, position);
                     if (failures > options.MaximumRetryCount)
                     {
                         throw new OrasStagingException(ErrorCode.RegistryUnavailable,
@@ -181,18 +184,74 @@ public sealed partial class RegistryClient
         finally
         {
             hash.Dispose();
+            recheck?.Dispose();
+        }
+
+        // A restart counts as a failure; the next attempt resets the count only if it gets past the high-water mark.
+        void CountRestart(string what)
+        {
+            if (++failures > options.MaximumRetryCount)
+            {
+                throw new OrasStagingException(ErrorCode.RegistryProtocolError,
+                    $"{image.Registry} {what} for blob {image.Digest}; gave up after {options.MaximumRetryCount} restarts.",
+                    "Run the command again; if it persists, the registry or a proxy in front of it mishandles Range requests.");
+            }
         }
 
         async ValueTask RestartAsync()
         {
-            hash.Dispose();
-            hash = Digest.CreateHash(image.Digest);
             position = 0;
             if (rewind is not null)
             {
                 await rewind(ct).ConfigureAwait(false);
+                hash.Dispose();
+                hash = Digest.CreateHash(image.Digest);
                 delivered = 0;
+                recheck?.Dispose();
+                recheck = null;
+                deliveredPrefix = null;
+                return;
             }
+
+            if (delivered == 0)
+            {
+                hash.Dispose();
+                hash = Digest.CreateHash(image.Digest);
+                return;
+            }
+
+            // Without rewind the delivered bytes stay delivered: keep `hash` at that offset (so the final digest is
+            // over exactly what the writer got) and check that the server sends the same prefix again.
+            deliveredPrefix ??= hash.GetCurrentHash();
+            recheck?.Dispose();
+            recheck = Digest.CreateHash(image.Digest);
+        }
+
+        // Hashes the part of a re-fetched body below `delivered` apart; at `delivered`, it must equal what was handed on.
+        int RecheckPrefix(byte[] buffer, int filled)
+        {
+            if (recheck is null || position >= delivered)
+            {
+                return 0;
+            }
+
+            int below = (int)Math.Min(filled, delivered - position);
+            recheck.AppendData(buffer, 0, below);
+            if (position + below == delivered)
+            {
+                bool same = CryptographicOperations.FixedTimeEquals(recheck.GetHashAndReset(), deliveredPrefix);
+                recheck.Dispose();
+                recheck = null;
+                deliveredPrefix = null;
+                if (!same)
+                {
+                    throw new OrasStagingException(ErrorCode.DigestMismatch,
+                        $"{image.Registry} sent different bytes for the first {Units.Bytes(delivered)} of blob {image.Digest} when the download restarted; the bytes were discarded.",
+                        "Run the command again; if it persists, the registry, a proxy or the cache is corrupting data.");
+                }
+            }
+
+            return below;
         }
 
         async Task CopyBodyAsync(HttpResponseMessage response)
@@ -246,18 +305,18 @@ public sealed partial class RegistryClient
                         return;
                     }
 
-                    hash.AppendData(buffer, 0, filled);
+                    int skip = RecheckPrefix(buffer, filled);
                     long end = position + filled;
                     if (end > delivered)
                     {
-                        int skip = (int)(delivered - position);
                         if (skip > 0)
                         {
                             Buffer.BlockCopy(buffer, skip, buffer, 0, filled - skip);
                         }
 
+                        hash.AppendData(buffer, 0, filled - skip);
                         owned = false;
-                        await write(buffer, filled - Math.Max(skip, 0), ct).ConfigureAwait(false);
+                        await write(buffer, filled - skip, ct).ConfigureAwait(false);
                         delivered = end;
                     }
 
