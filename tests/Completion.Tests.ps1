@@ -138,17 +138,17 @@ Describe '-Reference completion against a real registry (<Auth>)' -ForEach @(
 
     It 'lists every tag after the colon' {
         Get-Completion "Test-OrasReference -Reference oras://$Host_/lab/debian:" |
-            Should -Be @("oras://$Host_/lab/debian:latest", "oras://$Host_/lab/debian:v1.0", "oras://$Host_/lab/debian:v1.1", "oras://$Host_/lab/debian:v2.0")
+            Should -Be @("'oras://$Host_/lab/debian:latest'", "'oras://$Host_/lab/debian:v1.0'", "'oras://$Host_/lab/debian:v1.1'", "'oras://$Host_/lab/debian:v2.0'")
     }
 
     It 'filters by the typed tag prefix and keeps the reference as typed (with or without oras://)' {
         Get-Completion "Test-OrasReference -Reference oras://$Host_/lab/debian:v1" |
-            Should -Be @("oras://$Host_/lab/debian:v1.0", "oras://$Host_/lab/debian:v1.1")
+            Should -Be @("'oras://$Host_/lab/debian:v1.0'", "'oras://$Host_/lab/debian:v1.1'")
         Get-Completion "Test-OrasReference -Reference '$Host_/lab/debian:v2" | Should -Be @("'$Host_/lab/debian:v2.0'")
     }
 
     It 'offers the tags after the bare repository name' {
-        Get-Completion "Test-OrasReference -Reference oras://$Host_/lab/debian" | Should -Contain "oras://$Host_/lab/debian:latest"
+        Get-Completion "Test-OrasReference -Reference oras://$Host_/lab/debian" | Should -Contain "'oras://$Host_/lab/debian:latest'"
     }
 
     It 'returns nothing for an unknown repository' {
@@ -163,6 +163,6 @@ Describe '-Reference completion against a real registry (<Auth>)' -ForEach @(
     }
 
     It 'completes through <_> -Reference' -ForEach @($ReferenceCases | ForEach-Object Name) {
-        Get-Completion "$_ -Reference oras://$Host_/lab/debian:v2" | Should -Be @("oras://$Host_/lab/debian:v2.0")
+        Get-Completion "$_ -Reference oras://$Host_/lab/debian:v2" | Should -Be @("'oras://$Host_/lab/debian:v2.0'")
     }
 }

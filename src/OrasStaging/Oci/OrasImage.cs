@@ -57,7 +57,10 @@ public sealed class OrasImage
 
     public string? Title { get; init; }
 
-    /// <summary>The registry URL of the blob (never a signed CDN URL).</summary>
+    /// <summary>
+    /// The registry URL of the blob (never a signed CDN URL), for display only: downloads derive the URL from
+    /// Registry, Repository and Digest, so a hand-made or rehydrated object cannot send credentials elsewhere.
+    /// </summary>
     public Uri? BlobUri { get; init; }
 
     public string? ArtifactType { get; init; }

@@ -26,7 +26,8 @@ public sealed partial class RegistryClient
         var options = _transport.Options;
         long size = image.Size;
         string activity = $"Downloading {image.Title ?? Units.ShortDigest(image.Digest)}";
-        Uri blobUri = image.BlobUri ?? BlobUriOf(image.Registry, image.Repository, image.Digest);
+        // Never image.BlobUri: it is settable, and credentials follow Registry, so the URL must come from it too.
+        Uri blobUri = BlobUriOf(image.Registry, image.Repository, image.Digest);
         IncrementalHash hash = prefix ?? Digest.CreateHash(image.Digest);
         long position = start;   // bytes hashed, i.e. the offset of the next byte from the server
         long delivered = start;  // bytes handed to the writer (more than position after a restart without rewind)

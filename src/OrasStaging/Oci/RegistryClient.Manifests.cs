@@ -72,13 +72,13 @@ public sealed partial class RegistryClient
         if (bodyType is not null && mediaType is not null && ManifestTypes.Contains(bodyType) && bodyType != mediaType)
         {
             throw new OrasStagingException(ErrorCode.RegistryProtocolError,
-                $"The {what} from {reference.Registry} says it is {bodyType}, but was served as {mediaType}.");
+                $"The {what} from {reference.Registry} says it is {Redaction.Untrusted(bodyType)}, but was served as {Redaction.Untrusted(mediaType)}.");
         }
 
         if (mediaType is null || !ManifestTypes.Contains(mediaType))
         {
             throw new OrasStagingException(ErrorCode.UnsupportedFormat,
-                $"The {what} from {reference.Registry} has the media type '{mediaType ?? "(none)"}', which is not an OCI or Docker v2 manifest or index.");
+                $"The {what} from {reference.Registry} has the media type '{(mediaType is null ? "(none)" : Redaction.Untrusted(mediaType))}', which is not an OCI or Docker v2 manifest or index.");
         }
 
         return new ManifestBody(body, mediaType, digest);

@@ -30,7 +30,7 @@ public sealed partial class RegistryClient
                 variant = Str(p, "variant");
             }
 
-            result.Add(new PlatformEntry(digest!, Str(m, "mediaType") ?? OciManifest, m.TryGetProperty("size", out var s) && s.TryGetInt64(out long size) ? size : 0, os, arch, variant));
+            result.Add(new PlatformEntry(digest!, Str(m, "mediaType") ?? OciManifest, Int64Or(m, "size") ?? 0, os, arch, variant));
         }
 
         return result;
@@ -75,7 +75,7 @@ public sealed partial class RegistryClient
             foreach (var l in list.EnumerateArray())
             {
                 string? digest = Str(l, "digest");
-                if (!Digest.IsValid(digest) || !l.TryGetProperty("size", out var s) || !s.TryGetInt64(out long size) || size < 0)
+                if (!Digest.IsValid(digest) || Int64Or(l, "size") is not long size || size < 0)
                 {
                     throw new OrasStagingException(ErrorCode.RegistryProtocolError, "The manifest has a layer without a valid digest and size.");
                 }
@@ -83,7 +83,7 @@ public sealed partial class RegistryClient
                 var annotations = Annotations(l);
                 layers.Add(new OrasDescriptor
                 {
-                    MediaType = Str(l, "mediaType") ?? "application/octet-stream",
+                    MediaType = Shown(Str(l, "mediaType")) ?? "application/octet-stream",
                     Digest = digest!,
                     Size = size,
                     Title = annotations.TryGetValue(Selection.TitleAnnotation, out var t) ? t : null,
@@ -92,11 +92,11 @@ public sealed partial class RegistryClient
             }
         }
 
-        string? artifactType = Str(root, "artifactType");
+        string? artifactType = Shown(Str(root, "artifactType"));
         if (artifactType is null && root.TryGetProperty("config", out var config) && Str(config, "mediaType") is { } configType
             && configType is not ("application/vnd.oci.image.config.v1+json" or "application/vnd.docker.container.image.v1+json" or "application/vnd.oci.empty.v1+json"))
         {
-            artifactType = configType;
+            artifactType = Shown(configType);
         }
 
         return (layers, artifactType, Annotations(root));
@@ -111,13 +111,20 @@ public sealed partial class RegistryClient
             {
                 if (p.Value.ValueKind == JsonValueKind.String)
                 {
-                    result[p.Name] = p.Value.GetString()!;
+                    result[p.Name] = Redaction.Untrusted(p.Value.GetString());
                 }
             }
         }
 
         return result;
     }
+
+    /// <summary>A registry-chosen string that ends up in messages and on screen (titles, media types), sanitised once here.</summary>
+    private static string? Shown(string? text) => text is null ? null : Redaction.Untrusted(text);
+
+    /// <summary>An integer property; a property of another JSON type is the same as a missing one (never a parser exception).</summary>
+    private static long? Int64Or(JsonElement e, string name) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out long n) ? n : null;
 
     private static string? Str(JsonElement e, string name) =>
         e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;

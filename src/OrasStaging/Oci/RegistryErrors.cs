@@ -42,8 +42,10 @@ internal static class RegistryErrors
         {
             byte[] body = await RegistryTransport.ReadCappedAsync(response.Content, MaxErrorBodyBytes, "error body", ct).ConfigureAwait(false);
             using var doc = JsonDocument.Parse(body);
-            if (doc.RootElement.TryGetProperty("errors", out var errors) && errors.ValueKind == JsonValueKind.Array
-                && errors.GetArrayLength() > 0)
+            // Any shape is possible here (an array, an "errors" entry that is a string): only an object is read.
+            if (doc.RootElement.ValueKind == JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("errors", out var errors) && errors.ValueKind == JsonValueKind.Array
+                && errors.GetArrayLength() > 0 && errors[0].ValueKind == JsonValueKind.Object)
             {
                 var first = errors[0];
                 string code = first.TryGetProperty("code", out var c) ? c.ToString() : string.Empty;

@@ -48,14 +48,8 @@ public sealed class ReferenceCompleter : IArgumentCompleter
             return Array.Empty<CompletionResult>();
         }
 
-        return tags
-            .Where(t => t.StartsWith(query.TagPrefix, StringComparison.Ordinal))
-            .OrderBy(t => t, StringComparer.Ordinal)
-            .Select(t =>
-            {
-                string text = query.Prefix + ":" + t;
-                return CompletionText.Result(quote, text, t, text);
-            })
+        return query.Offer(quote, tags)
+            .Select(o => CompletionText.Result(string.Empty, o.Text, o.Tag, o.Text.Trim(o.Text[0])))
             .ToList();
     }
 }

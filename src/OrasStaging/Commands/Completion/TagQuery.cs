@@ -49,4 +49,18 @@ internal sealed record TagQuery(string Prefix, string Host, string Repository, s
         query = new TagQuery(prefix, host, repository, tagPrefix);
         return true;
     }
+
+    /// <summary>
+    /// The completions for a tag list the registry chose: only a tag that matches the OCI tag grammar is offered,
+    /// and always quoted (the user's quote, else single quotes), so nothing it sends can become code on the command line.
+    /// </summary>
+    public IEnumerable<(string Text, string Tag)> Offer(string quote, IEnumerable<string> tags)
+    {
+        string q = quote.Length == 0 ? "'" : quote;
+        return tags
+            .Where(t => ImageReference.IsTag(t) && t.StartsWith(TagPrefix, StringComparison.Ordinal))
+            .Distinct(StringComparer.Ordinal)
+            .OrderBy(t => t, StringComparer.Ordinal)
+            .Select(t => (q + Prefix + ":" + t + q, t));
+    }
 }

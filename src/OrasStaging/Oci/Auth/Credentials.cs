@@ -41,18 +41,42 @@ internal sealed class CredentialResolver
         }
 
         string? path = ConfigPath(_options.DockerConfigPath);
-        if (path is null || !File.Exists(path))
+        if (path is null)
         {
+            return null;
+        }
+
+        // Like docker: a config that cannot be read or parsed (root-owned after 'sudo docker login', a folder,
+        // half-written JSON) is warned about, and the pull goes on anonymously; it never fails a public pull.
+        string json;
+        try
+        {
+            if (Directory.Exists(path))
+            {
+                _sink.Warning($"Ignoring the docker config '{path}': it is a folder, not a file; going on anonymously.");
+                return null;
+            }
+
+            if (!File.Exists(path))
+            {
+                return null;
+            }
+
+            json = File.ReadAllText(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            _sink.Warning($"Ignoring the docker config '{path}': it cannot be read ({ex.Message}); going on anonymously.");
             return null;
         }
 
         try
         {
-            return FromDockerConfig(File.ReadAllText(path), registry, path);
+            return FromDockerConfig(json, registry, path);
         }
         catch (JsonException)
         {
-            _sink.Warning($"Ignoring '{path}': it is not valid JSON.");
+            _sink.Warning($"Ignoring the docker config '{path}': it is not valid JSON; going on anonymously.");
             return null;
         }
     }
@@ -103,6 +127,12 @@ internal sealed class CredentialResolver
     {
         using var doc = JsonDocument.Parse(json, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
         var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            _sink.Warning($"Ignoring the docker config '{sourcePath}': it is a JSON {root.ValueKind}, not an object; going on anonymously.");
+            return null;
+        }
+
         string wanted = NormalizeKey(registry);
         string serverUrl = wanted == ImageReference.DockerHubWireHost ? DockerHubKey : registry;
 
@@ -178,11 +208,54 @@ internal sealed class CredentialResolver
     private static string? Str(JsonElement e, string name) =>
         e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 
+    /// <summary>
+    /// The helper's full path from PATH's absolute folders only. Process.Start with a bare name would look in the
+    /// working directory (and the application's folder) first, so a file dropped in the current folder would run
+    /// and receive the registry URL; the qemu-img lookup follows the same rule. On Windows, PATHEXT's extensions.
+    /// </summary>
+    internal static string? FindOnPath(string program)
+    {
+        if (program.IndexOfAny(new[] { '/', '\\' }) >= 0)
+        {
+            return null; // a name from the config, never a path
+        }
+
+        string[] extensions = OperatingSystem.IsWindows()
+            ? (Environment.GetEnvironmentVariable("PATHEXT") ?? ".COM;.EXE;.BAT;.CMD").Split(';', StringSplitOptions.RemoveEmptyEntries)
+            : new[] { string.Empty };
+        foreach (string entry in (Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(Path.PathSeparator))
+        {
+            string dir = entry.Trim().Trim('"');
+            if (dir.Length == 0 || !Path.IsPathFullyQualified(dir))
+            {
+                continue; // "" and "." mean the working directory
+            }
+
+            foreach (string extension in extensions)
+            {
+                string candidate = Path.Combine(dir, program + extension);
+                if (File.Exists(candidate))
+                {
+                    return candidate;
+                }
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>docker-credential-&lt;name&gt; get, with the server URL on stdin and JSON on stdout.</summary>
     internal RegistryCredential? FromHelper(string name, string serverUrl)
     {
         string program = "docker-credential-" + name;
-        var psi = new ProcessStartInfo(program, "get")
+        string? resolved = FindOnPath(program);
+        if (resolved is null)
+        {
+            _sink.Warning($"The credential helper '{program}' named in the docker config is not on PATH; going on without it.");
+            return null;
+        }
+
+        var psi = new ProcessStartInfo(resolved, "get")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,

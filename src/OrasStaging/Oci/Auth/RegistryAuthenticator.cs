@@ -162,7 +162,6 @@ internal sealed class RegistryAuthenticator
                 $"{request.Registry} sent a Bearer challenge without a usable realm.");
         }
 
-        RealmPolicy.ValidateRealm(realmUri, request.Registry);
         string service = challenge["service"] ?? string.Empty;
         string challengeScope = challenge["scope"] ?? string.Empty;
         var scopes = new List<string> { scope };

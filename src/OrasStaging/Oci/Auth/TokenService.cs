@@ -13,6 +13,7 @@ namespace OrasStaging.Oci.Auth;
 internal sealed class TokenService
 {
     public const int MaxTokenBytes = 128 * 1024;
+    internal const long MaxExpiresInSeconds = 10L * 366 * 24 * 3600;
 
     private readonly RegistryTransport _transport;
     private readonly RegistryOptions _options;
@@ -28,6 +29,7 @@ internal sealed class TokenService
     public async Task<(string Token, long? ExpiresIn, DateTimeOffset? IssuedAt)> FetchAsync(Uri realm, string service,
         List<string> scopes, RegistryCredential? credential, RegistryRequest request, CancellationToken ct)
     {
+        RealmPolicy.ValidateRealm(realm, request.Registry, credential is not null);
         if (credential is not null)
         {
             RealmPolicy.EnsureCredentialsAllowed(realm, request.Registry);
@@ -146,6 +148,12 @@ internal sealed class TokenService
         {
             using var doc = JsonDocument.Parse(body);
             var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new OrasStagingException(ErrorCode.RegistryProtocolError,
+                    $"The token service {realmHost} answered with a JSON {root.ValueKind}, not an object.");
+            }
+
             string? token = null;
             foreach (string name in new[] { "access_token", "token" })
             {
@@ -162,7 +170,20 @@ internal sealed class TokenService
                     $"The token service {realmHost} answered without a token.");
             }
 
-            long? expiresIn = root.TryGetProperty("expires_in", out var e) && e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out long v) ? v : null;
+            long? expiresIn = null;
+            if (root.TryGetProperty("expires_in", out var e) && e.ValueKind != JsonValueKind.Null)
+            {
+                // The token spec's expires_in is whole seconds; ten years is far beyond any real token and keeps
+                // the expiry arithmetic inside DateTimeOffset.
+                if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt64(out long v) || v < 0 || v > MaxExpiresInSeconds)
+                {
+                    throw new OrasStagingException(ErrorCode.RegistryProtocolError,
+                        $"The token service {realmHost} sent an expires_in of {Redaction.Untrusted(e.GetRawText())}, which is not a number of seconds up to {MaxExpiresInSeconds}.");
+                }
+
+                expiresIn = v;
+            }
+
             DateTimeOffset? issuedAt = root.TryGetProperty("issued_at", out var i) && i.ValueKind == JsonValueKind.String
                 && DateTimeOffset.TryParse(i.GetString(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) ? at : null;
             return (token, expiresIn, issuedAt);
