@@ -217,4 +217,22 @@ public class Qcow2InputTests
         Assert.Equal(ErrorCode.InvalidArgument, ex.Code);
         Assert.False(File.Exists(dir.File("o.qcow2")));
     }
+
+    [Fact]
+    public async Task TheStagingWriterStopsAtTheDeclaredSize()
+    {
+        using var dir = new TempDir();
+        string raw = TestInputs.MakeRaw(dir, "realistic-5MiB+512");
+        var writer = OrasStaging.Staging.DiskImageStagingWriter.ForTarget(dir.File("out.img"), DiskImageFormat.Raw, 0, null);
+        writer.DeclaredDecodedBytes = 2L << 20;
+        await using var input = File.OpenRead(TestInputs.Encode(dir, raw, "gzip"));
+        var ex = await Assert.ThrowsAsync<OrasStagingException>(() =>
+            writer.WriteAsync(input, null, dir.File("out.img"), NullOperationSink.Instance, _timeout));
+        Assert.Equal(ErrorCode.CorruptInput, ex.Code);
+
+        writer.DeclaredDecodedBytes = (5L << 20) + 512;
+        await using var again = File.OpenRead(TestInputs.Encode(dir, raw, "zstd-frames"));
+        var ok = await writer.WriteAsync(again, null, dir.File("ok.img"), NullOperationSink.Instance, _timeout);
+        Assert.Equal((5L << 20) + 512, ok.VirtualSize);
+    }
 }
