@@ -18,11 +18,17 @@ public sealed class ExpandDiskImageCommand : FileInputCmdletBase
     [Alias("Destination")]
     public string? DestinationPath { get; set; }
 
+    /// <summary>Raw or Vhd decodes a qcow2 inside the compressed file natively; by default the destination's extension (.img, .raw, .vhd) asks for it.</summary>
+    [Parameter]
+    [ValidateSet("Qcow2", "Raw", "Vhd")]
+    public DiskImageFormat? Format { get; set; }
+
     private protected override FileJob Plan(string input)
     {
         string destination = Destination(input);
+        var wanted = Format ?? DiskImageFormats.FromExtension(destination);
         return new FileJob(destination, $"Expand '{input}'", (temp, sink, ct) =>
-            DiskImageConverter.ExpandFileAsync(input, temp, sink, ct, System.IO.Path.GetFileName(destination)));
+            DiskImageConverter.ExpandFileAsync(input, temp, sink, ct, System.IO.Path.GetFileName(destination), wanted));
     }
 
     /// <summary>-DestinationPath when it names a file; otherwise the input's output name in that folder, or beside the input.</summary>

@@ -24,15 +24,13 @@ public static class DiskImageConverter
         native.InputLength = inputLength;
         native.DisplayName ??= Path.GetFileName(outputPath);
 
-        bool qcow2Copy = source == SourceFormat.Qcow2 && options.Format == DiskImageFormat.Qcow2
-            && options.GrowBy == 0 && options.Size is null;
-        if (options.Format.IsNative() && (source == SourceFormat.Raw || qcow2Copy))
+        if (source == SourceFormat.Qcow2 && options.Format.IsNative())
         {
-            if (qcow2Copy)
-            {
-                sink.Verbose("The input is qcow2 and so is the target, with no growth: copying it as is.");
-            }
+            return await ConvertQcow2Async(inputPath, kind, outputPath, native, sink, ct).ConfigureAwait(false);
+        }
 
+        if (options.Format.IsNative() && source == SourceFormat.Raw)
+        {
             await using var input = OpenRead(inputPath);
             return await DiskImageWriter.WriteAsync(input, outputPath, native, sink, ct).ConfigureAwait(false);
         }
@@ -55,6 +53,15 @@ public static class DiskImageConverter
             }
 
             string sourceName = source == SourceFormat.Raw && HasFixedVhdFooter(qemuInput) ? "vpc" : QemuImg.FormatName(source);
+            if (source == SourceFormat.Qcow2)
+            {
+                using (Qcow2.Qcow2Image.Open(qemuInput))
+                {
+                    // The native check refuses backing and data files before qemu-img could follow them.
+                }
+            }
+
+            await QemuImgInput.CheckAsync(qemu, qemuInput, sourceName, sink, ct).ConfigureAwait(false);
             if (options.Format.IsNative())
             {
                 // Non-native input, native target: qemu-img to sparse raw, then our writer for growth and layout.
@@ -103,16 +110,52 @@ public static class DiskImageConverter
         }
     }
 
-    /// <summary>Decompresses only; the input must be compressed. This is Expand-DiskImage.</summary>
-    public static async Task<DiskWriteResult> ExpandFileAsync(
-        string inputPath, string outputPath, IOperationSink sink, CancellationToken ct, string? displayName = null)
+    /// <summary>
+    /// A qcow2 input to a native target, with no qemu-img. A local uncompressed file is checked in full, then
+    /// copied as is (and grown in place) or decoded by random access with no temporary file; a compressed one
+    /// goes through the stream path, which spools it once beside the target when it must be decoded.
+    /// </summary>
+    private static async Task<DiskWriteResult> ConvertQcow2Async(
+        string inputPath, CompressionKind kind, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct)
     {
-        var (kind, _) = Probe(inputPath, decodeHead: false);
+        if (kind == CompressionKind.None)
+        {
+            using var image = Qcow2.Qcow2Image.Open(inputPath);
+            if (options.Format != DiskImageFormat.Qcow2)
+            {
+                return await Task.Run(() => Qcow2Input.Decode(image, outputPath, options, sink, ct), ct).ConfigureAwait(false);
+            }
+
+            Qcow2Input.TargetSize(image.VirtualSize, options, image.Header);
+        }
+
+        sink.Verbose(options.Format == DiskImageFormat.Qcow2
+            ? "The input is qcow2 and so is the target: copying it as is" + (options.GrowBy != 0 || options.Size is not null ? ", then growing it in place." : ".")
+            : "The input is a compressed qcow2: decoding it natively.");
+        await using var input = OpenRead(inputPath);
+        return await DiskImageWriter.WriteAsync(input, outputPath, options, sink, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Decompresses only; the input must be compressed. This is Expand-DiskImage. When the decoded bytes are a
+    /// qcow2 and <paramref name="format"/> is Raw or Vhd, the qcow2 is decoded too, natively.
+    /// </summary>
+    public static async Task<DiskWriteResult> ExpandFileAsync(
+        string inputPath, string outputPath, IOperationSink sink, CancellationToken ct, string? displayName = null,
+        DiskImageFormat? format = null)
+    {
+        var (kind, source) = Probe(inputPath, decodeHead: format is DiskImageFormat.Raw or DiskImageFormat.Vhd);
         if (kind == CompressionKind.None)
         {
             throw new OrasStagingException(ErrorCode.UnsupportedFormat,
                 $"'{inputPath}' is not compressed with gzip, zstd, xz or bzip2.",
                 "Use Convert-DiskImage to change an image's format, or Copy-Item to copy it.");
+        }
+
+        if (source == SourceFormat.Qcow2 && format is { } wanted)
+        {
+            var options = new DiskWriteOptions { Format = wanted, InputLength = new FileInfo(inputPath).Length, DisplayName = displayName };
+            return await ConvertQcow2Async(inputPath, kind, outputPath, options, sink, ct).ConfigureAwait(false);
         }
 
         await using var input = OpenRead(inputPath);

@@ -74,6 +74,12 @@ public sealed class DiskWriteOptions
 
     public string? QemuImgPath { get; set; }
 
+    /// <summary>
+    /// The decoded size the artifact declares (e.g. io.kubevirt.disk.size), when it states one: decoding past it is
+    /// CorruptInput at once. Null when nothing is declared; -Size and the free space still bound the output.
+    /// </summary>
+    public long? MaxDecodedBytes { get; set; }
+
     /// <summary>The name shown in progress and Verbose when writing through a temporary file.</summary>
     internal string? DisplayName { get; set; }
 
@@ -97,6 +103,8 @@ public sealed class DiskWriteOptions
             throw new OrasStagingException(ErrorCode.InvalidArgument, "Give either GrowBy or Size, not both.",
                 "Use -GrowBy to add to the input's size, or -Size for an exact virtual size.");
         }
+
+        WriteSizes.CheckRange(this);
     }
 
     /// <summary>For a one-pass writer: the options are valid and the format is one it writes.</summary>

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
 using OrasStaging.Compression;
@@ -104,7 +103,6 @@ public static class DiskImageWriter
     {
         IImageTarget? target = null;
         bool stripFooter = false;
-        long qcow2VirtualSize = 0;
         long decoded = 0;
         (byte[] Buffer, int Count)? prev = null;
         (byte[] Buffer, int Count)? last = null;
@@ -134,10 +132,11 @@ public static class DiskImageWriter
 
                 if (target is null)
                 {
-                    (target, stripFooter, qcow2VirtualSize) = OpenTarget(chunk.Buffer.AsSpan(0, chunk.Count), outputPath, options, expandOnly, sink);
+                    (target, stripFooter) = OpenTarget(chunk.Buffer.AsSpan(0, chunk.Count), outputPath, options, expandOnly, sink, ct);
                 }
 
                 decoded += chunk.Count;
+                WriteSizes.CheckDecoded(decoded, options, rawInput: target is not Qcow2InputTarget);
                 if (chunk.Count < VhdFooter.Length && prev is not null)
                 {
                     // A short final chunk: the footer, if any, straddles it and the one before.
@@ -165,7 +164,7 @@ public static class DiskImageWriter
             if (target is null)
             {
                 // A 0-byte image.
-                (target, stripFooter, qcow2VirtualSize) = OpenTarget(ReadOnlySpan<byte>.Empty, outputPath, options, expandOnly, sink);
+                (target, stripFooter) = OpenTarget(ReadOnlySpan<byte>.Empty, outputPath, options, expandOnly, sink, ct);
             }
 
             if (stripFooter && decoded >= VhdFooter.Length && VhdFooter.TrimFixedFooter(ref prev, ref last))
@@ -184,7 +183,7 @@ public static class DiskImageWriter
                 target.Append(final2.Buffer, final2.Count);
             }
 
-            long virtualSize = target is CopyWriter ? qcow2VirtualSize
+            long virtualSize = target is Qcow2InputTarget ? 0
                 : expandOnly ? decoded
                 : WriteSizes.VirtualSize(decoded, options);
             if (options.Format == DiskImageFormat.Vhd && !expandOnly && virtualSize > VhdFooter.MaxQemuSize)
@@ -195,7 +194,7 @@ public static class DiskImageWriter
             sink.Progress(new ProgressInfo(activity, "Flush", counting.Count, options.InputLength));
             var (vsize, fileSize) = target.Finish(decoded, virtualSize);
             sink.Verbose($"Wrote {name}: {Units.Bytes(decoded)} decoded from {Units.Bytes(counting.Count)}, virtual size {Units.Bytes(vsize)}, file {Units.Bytes(fileSize)}.");
-            var format = target is CopyWriter ? DiskImageFormat.Qcow2 : options.Format;
+            var format = target is Qcow2InputTarget q ? q.Format : options.Format;
             return new DiskWriteResult(format, vsize, fileSize, kind, counting.Count, decoded);
         }
         catch (IOException io) when (DiskSpace.IsDiskFull(io))
@@ -208,8 +207,8 @@ public static class DiskImageWriter
         }
     }
 
-    private static (IImageTarget Target, bool StripFooter, long Qcow2VirtualSize) OpenTarget(
-        ReadOnlySpan<byte> head, string outputPath, DiskWriteOptions options, bool expandOnly, IOperationSink sink)
+    private static (IImageTarget Target, bool StripFooter) OpenTarget(
+        ReadOnlySpan<byte> head, string outputPath, DiskWriteOptions options, bool expandOnly, IOperationSink sink, CancellationToken ct)
     {
         SourceFormat source = expandOnly ? SourceFormat.Raw : ImageFormatDetector.Detect(head);
         if (!expandOnly)
@@ -217,21 +216,13 @@ public static class DiskImageWriter
             sink.Verbose($"Image format of the decoded bytes: {(source == SourceFormat.Raw ? ImageFormatDetector.DescribeRaw(head) : source.ToString())}.");
         }
 
-        long qcow2Size = 0;
-        bool copy = false;
         if (source == SourceFormat.Qcow2)
         {
-            if (options.Format != DiskImageFormat.Qcow2 || options.GrowBy != 0 || options.Size is not null)
-            {
-                throw new OrasStagingException(ErrorCode.UnsupportedFormat,
-                    $"The input is a qcow2 image; converting it to {options.Format}{(options.Format == DiskImageFormat.Qcow2 ? " with growth" : string.Empty)} needs qemu-img.",
-                    "Expand it first and use Convert-DiskImage, which calls qemu-img for this.");
-            }
-
-            qcow2Size = head.Length >= 32 ? (long)BinaryPrimitives.ReadUInt64BigEndian(head[24..]) : 0;
-            copy = true;
+            // Checked natively before a byte is written; kept as qcow2 (grown in place) or decoded after a spool.
+            return (new Qcow2InputTarget(head, outputPath, options, sink, ct), false);
         }
-        else if (source != SourceFormat.Raw)
+
+        if (source != SourceFormat.Raw)
         {
             throw new OrasStagingException(ErrorCode.UnsupportedFormat,
                 $"The input is a {source} image, which is not decoded natively.",
@@ -242,8 +233,7 @@ public static class DiskImageWriter
         IImageTarget target;
         try
         {
-            target = copy ? new CopyWriter(file)
-                : options.Format == DiskImageFormat.Qcow2 ? new Qcow2Writer(file)
+            target = options.Format == DiskImageFormat.Qcow2 ? new Qcow2Writer(file)
                 : new RawWriter(file, vhdFooter: options.Format == DiskImageFormat.Vhd);
         }
         catch
@@ -252,6 +242,6 @@ public static class DiskImageWriter
             throw;
         }
 
-        return (target, !expandOnly && !copy, qcow2Size);
+        return (target, !expandOnly);
     }
 }

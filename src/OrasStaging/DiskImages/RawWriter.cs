@@ -72,29 +72,6 @@ internal sealed class RawWriter : IImageTarget
     public void Dispose() => _file.Dispose();
 }
 
-/// <summary>Copies bytes as they come (dense), for a qcow2 input kept as qcow2.</summary>
-internal sealed class CopyWriter : IImageTarget
-{
-    private readonly FileStream _file;
-    private long _position;
-
-    public CopyWriter(FileStream file) => _file = file;
-
-    public void Append(byte[] buffer, int count)
-    {
-        RandomAccess.Write(_file.SafeFileHandle, buffer.AsSpan(0, count), _position);
-        _position += count;
-    }
-
-    public (long VirtualSize, long FileSize) Finish(long decodedLength, long virtualSize)
-    {
-        _file.Flush(flushToDisk: true);
-        return (virtualSize, _position);
-    }
-
-    public void Dispose() => _file.Dispose();
-}
-
 internal static class SparseFile
 {
     private const uint FsctlSetSparse = 0x000900C4;

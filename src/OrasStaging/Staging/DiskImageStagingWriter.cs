@@ -25,11 +25,18 @@ internal sealed class DiskImageStagingWriter : IStagingWriter
 
     public DiskImageFormat Format => _options.Format;
 
+    /// <summary>
+    /// The decoded size the artifact declares (io.kubevirt.disk.size, the nosi metadata's raw size), once the layer
+    /// is resolved: decoding past it fails at once with CorruptInput. Null: only -Size and the free space bound it.
+    /// </summary>
+    public long? DeclaredDecodedBytes { get; set; }
+
     public async Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
         CancellationToken cancellationToken)
     {
         var options = _options.Clone();
         options.InputLength = inputLength;
+        options.MaxDecodedBytes = DeclaredDecodedBytes ?? options.MaxDecodedBytes;
         var result = await DiskImageWriter.WriteAsync(input, outputPath, options, sink, cancellationToken).ConfigureAwait(false);
         return new WrittenImage(result.Format, result.VirtualSize, result.FileSize, result.InputBytes);
     }

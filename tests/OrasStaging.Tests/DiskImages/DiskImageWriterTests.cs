@@ -237,9 +237,11 @@ public class DiskImageWriterTests
         Assert.Equal(File.ReadAllBytes(qcow2), File.ReadAllBytes(output));
         Assert.Equal(ImageTools.VirtualSize(qcow2, "qcow2"), result.VirtualSize);
 
-        var grow = await Assert.ThrowsAsync<OrasStagingException>(() =>
-            Write(qcow2, dir.File("grown.qcow2"), new DiskWriteOptions { GrowBy = 1 << 20 }));
-        Assert.Equal(ErrorCode.UnsupportedFormat, grow.Code);
+        // Growth from a stream: copied as is into the target, then grown in place (no qemu-img).
+        var grown = await Write(qcow2, dir.File("grown.qcow2"), new DiskWriteOptions { GrowBy = 1 << 20 });
+        Assert.Equal(ImageTools.VirtualSize(qcow2, "qcow2") + (1 << 20), grown.VirtualSize);
+        Assert.Equal(grown.VirtualSize, ImageTools.VirtualSize(dir.File("grown.qcow2"), "qcow2"));
+        ImageTools.AssertCheckClean(dir.File("grown.qcow2"));
     }
 
     [Theory]

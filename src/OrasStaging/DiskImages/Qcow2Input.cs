@@ -1,0 +1,161 @@
+using OrasStaging.DiskImages.Qcow2;
+using OrasStaging.IO;
+
+namespace OrasStaging.DiskImages;
+
+/// <summary>
+/// A qcow2 input, natively: checked before a byte is copied, then kept as is (grown in place for -GrowBy/-Size)
+/// or decoded through <see cref="Qcow2Reader"/> to raw, fixed VHD or a re-encoded qcow2.
+/// </summary>
+internal static class Qcow2Input
+{
+    /// <summary>
+    /// The header check of the first decoded bytes: a backing file, an external data file, encryption or an
+    /// unknown incompatible bit is UnsupportedFormat here, before anything is written (qemu would follow those
+    /// paths and embed the host's files in the output). The tables are checked in full once the file is whole.
+    /// </summary>
+    public static Qcow2Header CheckHead(ReadOnlySpan<byte> head, long? fileLength) =>
+        Qcow2Header.Parse(head[..Math.Min(head.Length, 2 << 20)], fileLength ?? long.MaxValue);
+
+    /// <summary>The virtual size of the output for a qcow2 of <paramref name="inputSize"/> bytes: kept exactly when nothing asks for growth.</summary>
+    public static long TargetSize(long inputSize, DiskWriteOptions options, Qcow2Header? growing = null)
+    {
+        long size = options.GrowBy == 0 && options.Size is null && options.Format != DiskImageFormat.Vhd
+            ? inputSize
+            : WriteSizes.VirtualSize(inputSize, options);
+        if (growing is { } h && size != inputSize)
+        {
+            // Growth keeps the input's cluster size, whose L1 limit may be far below the 2 PiB of 64 KiB clusters.
+            long max = Qcow2Header.MaxL1Bytes / 8 * h.BytesPerL2;
+            if (size > max)
+            {
+                throw new OrasStagingException(ErrorCode.InvalidArgument,
+                    $"A virtual size of {size} bytes is beyond the {Units.Bytes(max)} a qcow2 of {h.ClusterSize}-byte clusters can address.",
+                    "Give a smaller -GrowBy or -Size, or re-encode the image with 64 KiB clusters first.");
+            }
+        }
+
+        return size;
+    }
+
+    /// <summary>Decodes a checked image into a new file at <paramref name="outputPath"/> in options.Format.</summary>
+    public static DiskWriteResult Decode(Qcow2Image image, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct)
+    {
+        long size = TargetSize(image.VirtualSize, options);
+        if (image.VirtualSize > 0 && !image.CanStream(out string? why))
+        {
+            sink.Verbose($"The qcow2 layout is read by random access ({why}).");
+        }
+
+        var file = new FileStream(outputPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
+        using IImageTarget target = options.Format == DiskImageFormat.Qcow2 ? new Qcow2Writer(file)
+            : new RawWriter(file, vhdFooter: options.Format == DiskImageFormat.Vhd);
+        using var reader = new Qcow2Reader(image);
+        try
+        {
+            reader.CopyTo(target, ct);
+            var (vsize, fileSize) = target.Finish(image.VirtualSize, size);
+            sink.Verbose($"Decoded the qcow2 ({Units.Bytes(image.VirtualSize)} virtual) to {options.Format.Name()}: virtual size {Units.Bytes(vsize)}, file {Units.Bytes(fileSize)}.");
+            return new DiskWriteResult(options.Format, vsize, fileSize, Compression.CompressionKind.None, image.FileLength, image.VirtualSize);
+        }
+        catch (IOException io) when (DiskSpace.IsDiskFull(io))
+        {
+            throw DiskSpace.Full(outputPath, io);
+        }
+    }
+
+    /// <summary>Grows the copy at <paramref name="path"/> in place when the options ask for a larger virtual size.</summary>
+    public static long GrowInPlace(string path, long inputSize, DiskWriteOptions options, IOperationSink sink)
+    {
+        long size = TargetSize(inputSize, options);
+        if (size == inputSize)
+        {
+            return size;
+        }
+
+        var grown = Qcow2Grow.Grow(path, size);
+        sink.Verbose($"Grew the qcow2 in place from {Units.Bytes(grown.OldVirtualSize)} to {Units.Bytes(grown.NewVirtualSize)}{(grown.L1Moved ? " (L1 table moved)" : string.Empty)}.");
+        return grown.NewVirtualSize;
+    }
+}
+
+/// <summary>
+/// The target of a qcow2 input read from a stream: the bytes are copied densely, either into the output itself
+/// (qcow2 kept, then grown in place) or, for any other target, into one spool file in the target's folder that
+/// the reader then decodes from and that is deleted after. Nothing is written before the header is checked.
+/// </summary>
+internal sealed class Qcow2InputTarget : IImageTarget
+{
+    private readonly string _outputPath;
+    private readonly DiskWriteOptions _options;
+    private readonly IOperationSink _sink;
+    private readonly PartialFile? _spool;
+    private readonly FileStream _file;
+    private readonly long _bound;
+    private readonly long _inputSize;
+    private readonly CancellationToken _ct;
+    private long _position;
+
+    public Qcow2InputTarget(ReadOnlySpan<byte> head, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct)
+    {
+        _ct = ct;
+        var header = Qcow2Input.CheckHead(head, null);
+        _inputSize = header.VirtualSize;
+        Qcow2Input.TargetSize(_inputSize, options, options.Format == DiskImageFormat.Qcow2 ? header : null); // -Size below the input fails before any byte is written.
+        _outputPath = outputPath;
+        _options = options;
+        _sink = sink;
+        string path = outputPath;
+        if (options.Format != DiskImageFormat.Qcow2)
+        {
+            _spool = PartialFile.HiddenBeside(outputPath, "qcow2");
+            path = _spool.PartialPath;
+            sink.Verbose($"The qcow2 input comes as a stream; spooling it once to {Path.GetFileName(path)} beside the target to decode it by random access (deleted after).");
+        }
+
+        // A dense copy writes every decoded byte: it cannot be larger than the free space.
+        _bound = DiskSpace.Available(outputPath) ?? long.MaxValue;
+        _file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
+    }
+
+    public DiskImageFormat Format => _options.Format;
+
+    public void Append(byte[] buffer, int count)
+    {
+        if (count > _bound - _position)
+        {
+            throw new OrasStagingException(ErrorCode.InsufficientSpace,
+                $"The qcow2 input passes the {Units.Bytes(_bound)} free beside '{_outputPath}'.",
+                "Free space on that file system or stage elsewhere.");
+        }
+
+        RandomAccess.Write(_file.SafeFileHandle, buffer.AsSpan(0, count), _position);
+        _position += count;
+    }
+
+    public (long VirtualSize, long FileSize) Finish(long decodedLength, long virtualSize)
+    {
+        _file.Flush(flushToDisk: true);
+        if (_spool is null)
+        {
+            _file.Dispose();
+            using (Qcow2Image.Open(_outputPath))
+            {
+                // The whole mapping is checked before the copy is grown or handed back.
+            }
+
+            long size = Qcow2Input.GrowInPlace(_outputPath, _inputSize, _options, _sink);
+            return (size, new FileInfo(_outputPath).Length);
+        }
+
+        using var image = Qcow2Image.Open(_file.SafeFileHandle, ownsHandle: false);
+        var result = Qcow2Input.Decode(image, _outputPath, _options, _sink, _ct);
+        return (result.VirtualSize, result.FileSize);
+    }
+
+    public void Dispose()
+    {
+        _file.Dispose();
+        _spool?.Dispose();
+    }
+}

@@ -1,0 +1,139 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7.1' }
+
+# qcow2 inputs with qemu-img absent from PATH: Convert-DiskImage, Expand-DiskImage and Install-DiskImageFromOras
+# read them natively. qemu-img is the oracle only, called by its absolute path.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestKit.psm1') -Force
+    Import-Module $env:ORASSTAGING_MODULE -Force
+    $script:QemuImg = (Get-Command qemu-img -ErrorAction Stop).Source
+    $script:Zstd = (Get-Command zstd -ErrorAction Stop).Source
+
+    $script:Work = Join-Path ([IO.Path]::GetTempPath()) ("orasstaging-qcow2-" + [guid]::NewGuid().ToString('n').Substring(0, 8))
+    $null = New-Item -ItemType Directory -Force $Work
+    $script:Raw = (New-TestDiskImage -Path (Join-Path $Work 'source.img') -Size (6MB + 1536) -Seed 21).FullName
+    # What KubeVirt containerDisks and cloud images hold: a zlib-compressed qcow2.
+    $script:Qcow2 = Join-Path $Work 'disk.qcow2'
+    & $QemuImg convert -c -f raw -O qcow2 $Raw $Qcow2
+    if ($LASTEXITCODE -ne 0) { throw 'qemu-img convert failed' }
+    $script:Qcow2Zst = "$Qcow2.zst"
+    & $Zstd -q -f $Qcow2 -o $Qcow2Zst
+    if ($LASTEXITCODE -ne 0) { throw 'zstd failed' }
+
+    $script:Registry = Start-TestRegistry -Auth anonymous
+    $script:PubZst = Publish-TestImage -Registry $Registry -Repository 'lab/fcos' -Tag 'zst' -ImagePath $Qcow2Zst
+    $script:PubPlain = Publish-TestImage -Registry $Registry -Repository 'lab/fcos' -Tag 'plain' -ImagePath $Qcow2 -Compression none
+    $script:Repo = "oras://$($Registry.registry)/lab/fcos"
+
+    # qemu-img must not be found: PATH keeps no folder that holds it.
+    $script:SavedPath = $env:PATH
+    # (/bin is /usr/bin on Debian, so every folder that holds a qemu-img goes, not only the first one found.)
+    $env:PATH = (($env:PATH -split [IO.Path]::PathSeparator) | Where-Object {
+            $_ -and -not (Test-Path -LiteralPath (Join-Path $_ 'qemu-img')) -and -not (Test-Path -LiteralPath (Join-Path $_ 'qemu-img.exe'))
+        }) -join [IO.Path]::PathSeparator
+    if (Get-Command qemu-img -ErrorAction Ignore) { throw 'qemu-img is still on PATH' }
+
+    function script:New-Folder {
+        $folder = Join-Path $Work ([guid]::NewGuid().ToString('n').Substring(0, 8))
+        (New-Item -ItemType Directory -Force $folder).FullName
+    }
+
+    function script:Assert-Same([string] $Image, [string] $Format, [long] $VirtualSize, [string] $Source = $Raw) {
+        $info = & $QemuImg info --output=json -f $Format $Image | ConvertFrom-Json
+        $info.'virtual-size' | Should -Be $VirtualSize
+        $out = & $QemuImg compare -f raw -F $Format $Source $Image 2>&1
+        $LASTEXITCODE | Should -Be 0 -Because ($out -join "`n")
+        if ($Format -eq 'qcow2') {
+            $out = & $QemuImg check -f qcow2 $Image 2>&1
+            $LASTEXITCODE | Should -Be 0 -Because ($out -join "`n")
+        }
+    }
+
+    function script:Get-Grown([long] $Size) {
+        # The source followed by zeros: what a grown image must read as.
+        $grown = Join-Path (New-Folder) 'grown.raw'
+        Copy-Item $Raw $grown
+        $stream = [IO.File]::OpenWrite($grown)
+        try { $stream.SetLength($Size) } finally { $stream.Dispose() }
+        $grown
+    }
+}
+
+AfterAll {
+    $env:PATH = $SavedPath
+    Stop-TestRegistry $Registry
+    Remove-Item $Work -Recurse -Force -ErrorAction Ignore
+}
+
+Describe 'qcow2 inputs without qemu-img' {
+    It 'Convert-DiskImage: a zlib qcow2 to raw and to a fixed VHD' {
+        $folder = New-Folder
+        $rawOut = Convert-DiskImage $Qcow2 (Join-Path $folder 'disk.img')
+        Assert-Same $rawOut.FullName raw (6MB + 1536)
+        $vhd = Convert-DiskImage $Qcow2 (Join-Path $folder 'disk.vhd')
+        Assert-Same $vhd.FullName vpc 7MB (Get-Grown 7MB)
+        @(Get-ChildItem $folder -Force -Filter '.*').Count | Should -Be 0
+    }
+
+    It 'Convert-DiskImage: a qcow2 grown by 8 GiB in place, not rewritten' {
+        $out = Convert-DiskImage $Qcow2 (Join-Path (New-Folder) 'grown.qcow2') -GrowBy 8GB -Verbose 4>&1
+        $item = $out | Where-Object { $_ -is [IO.FileInfo] }
+        ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n" | Should -Match 'Grew the qcow2 in place'
+        Assert-Same $item.FullName qcow2 (6MB + 1536 + 8GB) (Get-Grown (6MB + 1536 + 8GB))
+        # Copied as is: the compressed clusters stay compressed.
+        $item.Length | Should -BeLessThan ((Get-Item $Qcow2).Length + 1MB)
+    }
+
+    It 'Expand-DiskImage: a .qcow2.zst to raw by the extension, spooled once and the spool removed' {
+        $folder = New-Folder
+        $out = Expand-DiskImage $Qcow2Zst (Join-Path $folder 'disk.raw') -Verbose 4>&1
+        $item = $out | Where-Object { $_ -is [IO.FileInfo] }
+        Assert-Same $item.FullName raw (6MB + 1536)
+        ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n" | Should -Match 'spooling it once'
+        @(Get-ChildItem $folder -Force | ForEach-Object Name) | Should -Be @('disk.raw')
+    }
+
+    It 'Install-DiskImageFromOras: a .qcow2.zst layer as qcow2 +8 GiB and as raw' {
+        $target = Join-Path (New-Folder) 'fcos.qcow2'
+        $r = Install-DiskImageFromOras "${Repo}:zst" -Path $target -GrowBy 8GB
+        $r.Format | Should -Be 'qcow2'
+        $r.VirtualSize | Should -Be (6MB + 1536 + 8GB)
+        Assert-Same $target qcow2 (6MB + 1536 + 8GB) (Get-Grown (6MB + 1536 + 8GB))
+
+        $rawTarget = Join-Path (New-Folder) 'fcos.img'
+        $r = Install-DiskImageFromOras "${Repo}:zst" -Path $rawTarget -Format raw
+        $r.Format | Should -Be 'raw'
+        Assert-Same $rawTarget raw (6MB + 1536)
+        @(Get-ChildItem (Split-Path $rawTarget) -Force -Filter '.*').Count | Should -Be 0
+    }
+
+    It 'Install-DiskImageFromOras: a plain qcow2 layer to raw' {
+        $target = Join-Path (New-Folder) 'plain.raw'
+        $r = Install-DiskImageFromOras "${Repo}:plain" -Path $target
+        $r.Format | Should -Be 'raw'
+        Assert-Same $target raw (6MB + 1536)
+    }
+
+    It 'refuses a qcow2 whose backing file is a host file, before writing anything' {
+        $folder = New-Folder
+        $secret = Join-Path $folder 'shadow'
+        [IO.File]::WriteAllText($secret, 'root:$6$secret:19000:0:99999:7:::' + "`n")
+        $overlay = Join-Path $folder 'overlay.qcow2'
+        & $QemuImg create -q -f qcow2 -F raw -b $secret $overlay
+        $LASTEXITCODE | Should -Be 0
+        foreach ($name in 'out.qcow2', 'out.img') {
+            $err = $null
+            Convert-DiskImage $overlay (Join-Path $folder $name) -GrowBy 1MB -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $err[0].FullyQualifiedErrorId | Should -Be 'UnsupportedFormat,OrasStaging.Commands.ConvertDiskImageCommand'
+            $err[0].Exception.Message | Should -Match 'backing file'
+        }
+
+        @(Get-ChildItem $folder -Force | ForEach-Object Name | Sort-Object) | Should -Be @('overlay.qcow2', 'shadow')
+    }
+
+    It 'refuses -GrowBy beyond what qcow2 addresses, before reading the input' {
+        $err = $null
+        Convert-DiskImage $Qcow2 (Join-Path (New-Folder) 'huge.qcow2') -GrowBy ([long]::MaxValue) -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'InvalidArgument,OrasStaging.Commands.ConvertDiskImageCommand'
+    }
+}
