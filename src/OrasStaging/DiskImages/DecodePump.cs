@@ -38,7 +38,10 @@ internal static class DecodePump
         Exception? failure = null;
         try
         {
-            using Stream decoded = Decoders.Open(kind, prefixed);
+            using Stream decoder = Decoders.Open(kind, prefixed);
+
+            // A containerDisk layer decodes to a tar: its disk member is what gets written.
+            using Stream decoded = TarMemberStream.Unwrap(decoder);
             if (kind == CompressionKind.Gzip)
             {
                 using var chunker = new ChunkingStream(filled, free, ct);

@@ -18,7 +18,7 @@ public static class DiskImageConverter
         string inputPath, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct)
     {
         options.Validate();
-        var (kind, source) = Probe(inputPath);
+        var (kind, source, tar) = Probe(inputPath);
         long inputLength = new FileInfo(inputPath).Length;
         var native = options.Clone();
         native.InputLength = inputLength;
@@ -26,7 +26,7 @@ public static class DiskImageConverter
 
         if (source == SourceFormat.Qcow2 && options.Format.IsNative())
         {
-            return await ConvertQcow2Async(inputPath, kind, outputPath, native, sink, ct).ConfigureAwait(false);
+            return await ConvertQcow2Async(inputPath, kind, tar, outputPath, native, sink, ct).ConfigureAwait(false);
         }
 
         if (options.Format.IsNative() && source == SourceFormat.Raw)
@@ -42,9 +42,9 @@ public static class DiskImageConverter
         try
         {
             string qemuInput = inputPath;
-            if (kind != CompressionKind.None)
+            if (kind != CompressionKind.None || tar)
             {
-                // qemu-img needs random access to its input.
+                // qemu-img needs random access to its input (and the disk out of a containerDisk's tar).
                 var decoded = PartialFile.HiddenBeside(outputPath, "decoded");
                 temps.Add(decoded);
                 qemuInput = decoded.PartialPath;
@@ -116,9 +116,10 @@ public static class DiskImageConverter
     /// goes through the stream path, which spools it once beside the target when it must be decoded.
     /// </summary>
     private static async Task<DiskWriteResult> ConvertQcow2Async(
-        string inputPath, CompressionKind kind, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct)
+        string inputPath, CompressionKind kind, bool tar, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct)
     {
-        if (kind == CompressionKind.None)
+        // A local plain qcow2 is read by random access; a compressed one or one inside a tar goes through the stream path.
+        if (kind == CompressionKind.None && !tar)
         {
             using var image = Qcow2.Qcow2Image.Open(inputPath);
             if (options.Format != DiskImageFormat.Qcow2)
@@ -144,8 +145,8 @@ public static class DiskImageConverter
         string inputPath, string outputPath, IOperationSink sink, CancellationToken ct, string? displayName = null,
         DiskImageFormat? format = null)
     {
-        var (kind, source) = Probe(inputPath, decodeHead: format is DiskImageFormat.Raw or DiskImageFormat.Vhd);
-        if (kind == CompressionKind.None)
+        var (kind, source, tar) = Probe(inputPath, decodeHead: format is DiskImageFormat.Raw or DiskImageFormat.Vhd);
+        if (kind == CompressionKind.None && !tar)
         {
             throw new OrasStagingException(ErrorCode.UnsupportedFormat,
                 $"'{inputPath}' is not compressed with gzip, zstd, xz or bzip2.",
@@ -155,15 +156,15 @@ public static class DiskImageConverter
         if (source == SourceFormat.Qcow2 && format is { } wanted)
         {
             var options = new DiskWriteOptions { Format = wanted, InputLength = new FileInfo(inputPath).Length, DisplayName = displayName };
-            return await ConvertQcow2Async(inputPath, kind, outputPath, options, sink, ct).ConfigureAwait(false);
+            return await ConvertQcow2Async(inputPath, kind, tar, outputPath, options, sink, ct).ConfigureAwait(false);
         }
 
         await using var input = OpenRead(inputPath);
         return await DiskImageWriter.ExpandAsync(input, outputPath, input.Length, displayName ?? Path.GetFileName(outputPath), sink, ct).ConfigureAwait(false);
     }
 
-    /// <summary>The compression, and the image format of the decoded bytes.</summary>
-    internal static (CompressionKind Kind, SourceFormat Source) Probe(string path, bool decodeHead = true)
+    /// <summary>The compression, the image format of the decoded bytes (of the disk member for a tar), and whether they are a tar.</summary>
+    internal static (CompressionKind Kind, SourceFormat Source, bool Tar) Probe(string path, bool decodeHead = true)
     {
         using var input = OpenRead(path);
         var magic = new byte[CompressionDetector.PeekLength];
@@ -177,15 +178,23 @@ public static class DiskImageConverter
         var kind = CompressionDetector.Detect(magic.AsSpan(0, n));
         if (!decodeHead)
         {
-            return (kind, SourceFormat.Raw);
+            // An uncompressed containerDisk layer (.tar) still has a disk to take out.
+            var block = new byte[512];
+            input.Position = 0;
+            bool plainTar = kind == CompressionKind.None && input.ReadAtLeast(block, block.Length, throwOnEndOfStream: false) == block.Length
+                && ImageFormatDetector.IsTar(block);
+            return (kind, SourceFormat.Raw, plainTar);
         }
 
         input.Position = 0;
         var head = new byte[ImageFormatDetector.PeekLength];
         int got;
+        bool tar;
         try
         {
-            using Stream decoded = Decoders.Open(kind, input);
+            using Stream decoder = Decoders.Open(kind, input);
+            using Stream decoded = TarMemberStream.Unwrap(decoder);
+            tar = decoded is TarMemberStream;
             got = decoded.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
         }
         catch (Exception ex) when (ex is not OrasStagingException and not OperationCanceledException)
@@ -194,7 +203,7 @@ public static class DiskImageConverter
                 "Download the file again; if it persists, the file is damaged.", ex);
         }
 
-        return (kind, ImageFormatDetector.Detect(head.AsSpan(0, got)));
+        return (kind, ImageFormatDetector.Detect(head.AsSpan(0, got)), tar);
     }
 
     private static bool HasFixedVhdFooter(string path)

@@ -28,6 +28,21 @@ internal static class Selection
         "application/vnd.nosi.metadata.*",
     };
 
+    /// <summary>Image-layer media types: each layer is a tar (a changeset over the layers below it).</summary>
+    private static readonly string[] TarLayerTypes =
+    {
+        "application/vnd.docker.image.rootfs.diff.tar",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.diff.tar.zstd",
+        "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+    };
+
+    /// <summary>An image-layer tar: in a KubeVirt containerDisk, the disk is its regular file under disk/.</summary>
+    public static bool IsTarLayer(string mediaType) =>
+        TarLayerTypes.Contains(mediaType, StringComparer.OrdinalIgnoreCase);
+
     private static readonly string[] SidecarSuffixes = { ".sha256", ".sha512", ".sig", ".asc", ".pem", ".cert", ".sbom", ".att", ".json" };
 
     /// <summary>
@@ -133,6 +148,16 @@ internal static class Selection
             }
 
             candidates = candidates.Where(l => !IsSidecarTitle(l.Title));
+
+            // A container image (a containerDisk): the topmost layer is the one whose disk/ wins; its size says
+            // nothing (a base layer below can be larger).
+            var list = candidates.ToList();
+            if (list.Count > 0 && list.All(l => IsTarLayer(l.MediaType)))
+            {
+                return list[^1];
+            }
+
+            candidates = list;
         }
 
         var chosen = candidates.OrderByDescending(l => l.Size).FirstOrDefault();

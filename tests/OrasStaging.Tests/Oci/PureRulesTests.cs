@@ -67,6 +67,19 @@ public class SelectionTests
     }
 
     [Fact]
+    public void A_container_image_takes_its_topmost_layer_whatever_its_size()
+    {
+        var layers = new[]
+        {
+            L("application/vnd.docker.image.rootfs.diff.tar.gzip", 9000),
+            L("application/vnd.docker.image.rootfs.diff.tar.gzip", 300),
+        };
+        Assert.Equal(300, Selection.ChooseLayer(layers, null, null, "r").Size);
+        var oci = new[] { L("application/vnd.oci.image.layer.v1.tar+zstd", 500), L("application/vnd.oci.image.layer.v1.tar", 20) };
+        Assert.Equal(20, Selection.ChooseLayer(oci, null, null, "r").Size);
+    }
+
+    [Fact]
     public void Without_nosi_layers_takes_the_largest_non_sidecar()
     {
         var layers = new[]
