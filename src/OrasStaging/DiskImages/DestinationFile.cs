@@ -1,3 +1,4 @@
+using OrasStaging.Devices;
 using OrasStaging.IO;
 
 namespace OrasStaging.DiskImages;
@@ -24,6 +25,9 @@ public static class DestinationFile
     public static void CheckDestination(string destination, bool force)
     {
         FileRules.ThrowIfFolder(destination, "the destination", "Give a file name as the destination.");
+        // Checked before the temporary file is created and again before the rename: a device, FIFO or socket at the
+        // destination is never renamed over, deleted or truncated.
+        TargetKind.ThrowUnlessFileTarget(destination, "the destination");
 
         if (!force && File.Exists(destination))
         {

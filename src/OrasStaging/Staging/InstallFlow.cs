@@ -123,8 +123,12 @@ internal sealed class InstallFlow
     }
 
     /// <summary>The image path names a file; a folder there is the caller's mistake, told before the registry is asked.</summary>
-    private static void CheckTarget(InstallRequest request) =>
+    private static void CheckTarget(InstallRequest request)
+    {
         FileRules.ThrowIfFolder(request.Path, "the image path", "Give -Path the image file itself, e.g. <folder>/disk.qcow2.");
+        // Before any lock, partial, stamp or receipt is created beside it (devices are routed to DeviceFlow earlier).
+        Devices.TargetKind.ThrowUnlessFileTarget(request.Path, "the image path");
+    }
 
     private static void CreateFolder(string folder)
     {

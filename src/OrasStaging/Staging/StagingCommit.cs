@@ -1,3 +1,4 @@
+using OrasStaging.Devices;
 using OrasStaging.IO;
 
 namespace OrasStaging.Staging;
@@ -14,6 +15,9 @@ internal static class StagingCommit
     /// </summary>
     public static void Commit(InstallRequest request, PartialFile partial, ResolvedLayer layer, WrittenImage written)
     {
+        // A device node, FIFO, socket or folder at the path is never renamed over: renaming over /dev/loop0 would
+        // replace the node with a file and leave the disk unwritten. Checked again here, just before the rename.
+        TargetKind.ThrowUnlessFileTarget(request.Path, "the image path");
         using (var file = new FileStream(partial.PartialPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
         {
             file.Flush(flushToDisk: true);
