@@ -83,6 +83,11 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
     [AllowEmptyString]
     public string? CacheServer { get; set; }
 
+    /// <summary>Connections per blob above 16 MiB when the server honours Range; 1 fetches on one connection.</summary>
+    [Parameter]
+    [ValidateRange(1, 16)]
+    public int ConnectionLimit { get; set; } = 4;
+
     /// <summary>A folder where the verified compressed blob is kept by digest, and reused when it is there.</summary>
     [Parameter]
     public string? KeepBlob { get; set; }
@@ -183,6 +188,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
             };
 
             var registryOptions = NewRegistryOptions(CacheServer);
+            registryOptions.ConnectionLimit = ConnectionLimit;
             var resolveOptions = NewResolveOptions();
             async Task<T> WithFlow<T>(IOperationSink sink, Func<InstallFlow, Task<T>> work)
             {

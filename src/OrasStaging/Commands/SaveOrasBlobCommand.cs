@@ -53,9 +53,15 @@ public sealed class SaveOrasBlobCommand : RegistryCmdletBase
     [AllowEmptyString]
     public string? CacheServer { get; set; }
 
+    /// <summary>Connections per blob above 16 MiB when the server honours Range; 1 fetches on one connection.</summary>
+    [Parameter]
+    [ValidateRange(1, 16)]
+    public int ConnectionLimit { get; set; } = 4;
+
     protected override void ProcessRecord()
     {
         var options = NewRegistryOptions(CacheServer);
+        options.ConnectionLimit = ConnectionLimit;
         if (ParameterSetName == ReferenceSet)
         {
             var resolveOptions = new ResolveOptions { Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType };

@@ -48,6 +48,7 @@ public static class DiskImageWriter
         CompressionKind kind = CompressionDetector.Detect(head);
         string name = options.DisplayName ?? Path.GetFileName(outputPath);
         sink.Verbose($"Input compression: {kind}; writing {(expandOnly ? "decoded bytes" : options.Format.ToString())} to {name}.");
+        sink.Verbose($"Decoder: {Decoders.Describe(kind)}.");
         if (kind != CompressionKind.None && options.InputLength is { } compressedLength)
         {
             // The output is at least about as large as the compressed data; anything less cannot fit.

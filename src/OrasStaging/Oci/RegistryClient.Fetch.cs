@@ -41,6 +41,11 @@ public sealed partial class RegistryClient
         connected ??= () => { };
         try
         {
+            if (cacheUri is null && RangedFetch.Applies(options, size - position))
+            {
+                position = delivered = await new RangedFetch(_transport, _sink, image, blobUri, activity).RunAsync(position, hash, write, connected, ct).ConfigureAwait(false);
+            }
+
             while (position < size)
             {
                 long? range = position > 0 ? position : null;

@@ -29,6 +29,9 @@ public sealed class RegistryOptions
     /// <summary>null: <c>$WITHCACHE_SERVER</c>. Empty string: no cache server.</summary>
     public string? CacheServer { get; set; }
 
+    /// <summary>Connections per blob for a large blob on a server that honours Range (<see cref="RangedFetch"/>); 1: one.</summary>
+    public int ConnectionLimit { get; set; } = 4;
+
     /// <summary>No bytes for this long counts as a dropped connection.</summary>
     public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(30);
 }

@@ -14,6 +14,9 @@ internal sealed record RegistryRequest(HttpMethod Method, Uri Uri, string Regist
 
     public long? RangeFrom { get; init; }
 
+    /// <summary>The last byte wanted, with <see cref="RangeFrom"/>; null: to the end.</summary>
+    public long? RangeTo { get; init; }
+
     /// <summary>False for probes where a 5xx is an answer (distribution 2.8 says 500 for a blob digest on /manifests/).</summary>
     public bool RetryTransient { get; init; } = true;
 
@@ -196,7 +199,7 @@ internal sealed class RegistryTransport
 
             if (request.RangeFrom is long from)
             {
-                message.Headers.Range = new RangeHeaderValue(from, null);
+                message.Headers.Range = new RangeHeaderValue(from, request.RangeTo);
             }
 
             if (auth is not null && SameOrigin(uri, request.Uri))

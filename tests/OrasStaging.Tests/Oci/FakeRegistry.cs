@@ -201,10 +201,13 @@ internal sealed class FakeRegistry : IDisposable
         var res = ctx.Response;
         byte[] body = overrideBody ?? data;
         long from = 0;
+        long last = body.Length - 1;
         string? range = ctx.Request.Headers["Range"];
         if (honourRange && range is not null && range.StartsWith("bytes=", StringComparison.Ordinal))
         {
-            from = long.Parse(range[6..].TrimEnd('-'));
+            string[] ends = range[6..].Split('-');
+            from = long.Parse(ends[0]);
+            last = ends[1].Length > 0 ? Math.Min(long.Parse(ends[1]), body.Length - 1) : last;
             if (from >= data.Length)
             {
                 res.StatusCode = 416;
@@ -214,20 +217,20 @@ internal sealed class FakeRegistry : IDisposable
             }
 
             res.StatusCode = 206;
-            res.Headers["Content-Range"] = $"bytes {from}-{data.Length - 1}/{data.Length}";
+            res.Headers["Content-Range"] = $"bytes {from}-{(ends[1].Length > 0 ? last : data.Length - 1)}/{data.Length}";
         }
 
         res.Headers["Accept-Ranges"] = "bytes";
         res.Headers["Docker-Content-Digest"] = Digest(data);
         res.ContentType = "application/octet-stream";
-        res.ContentLength64 = body.Length - from;
+        res.ContentLength64 = last + 1 - from;
         if (ctx.Request.HttpMethod == "HEAD")
         {
             res.Close();
             return;
         }
 
-        int count = (int)(body.Length - from);
+        int count = (int)(last + 1 - from);
         if (cutAfter is int cut && cut < count)
         {
             res.OutputStream.Write(body, (int)from, cut);
