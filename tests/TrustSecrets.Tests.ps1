@@ -5,7 +5,7 @@ BeforeAll {
     Import-Module $env:ORASSTAGING_MODULE -Force
     $script:About = Get-Help about_OrasStaging | Out-String
     # The section runs from its heading to the next all-capitals heading.
-    $script:Section = if ($About -match '(?ms)^WHAT ORASSTAGING TRUSTS\s*$(.*?)^[A-Z][A-Z ]+$') { $Matches[1] } else { '' }
+    $script:Section = if ($About -match '(?ms)^WHAT ORASSTAGING TRUSTS[ \t]*\r?$(.*?)^[A-Z][A-Z ]+\r?$') { $Matches[1] } else { '' }
 }
 
 AfterAll {
@@ -18,7 +18,7 @@ Describe 'about_OrasStaging: What OrasStaging trusts' {
     }
 
     It 'names <_> with what is checked and what is refused' -ForEach @('Registry', 'Redirect host', 'Token realm', 'Artifact metadata', 'Config files', 'Environment') {
-        $entry = if ($Section -match "(?ms)^\s{4}$([regex]::Escape($_))\s*$(.*?)(?=^\s{4}\S|\z)") { $Matches[1] } else { '' }
+        $entry = if ($Section -match ('(?ms)^ {4}' + [regex]::Escape($_) + '[ \t]*\r?$(.*?)(?=^ {4}\S|\z)')) { $Matches[1] } else { '' }
         $entry | Should -Match 'Checked:' -Because "the entry for '$_' must exist and say what is checked"
     }
 
