@@ -9,7 +9,7 @@
     Description          = 'Stages VM disk images published as oras:// artifacts (OCI registry blobs): resolves, downloads with resume and digest verification, decompresses (gzip, zstd, xz, bzip2) and writes qcow2, raw or fixed VHD natively, in one streaming pass.'
     PowerShellVersion    = '7.4'
     FormatsToProcess     = @('OrasStaging.Format.ps1xml')
-    CmdletsToExport      = @('Resolve-OrasImage', 'Save-OrasBlob', 'Expand-DiskImage', 'Convert-DiskImage', 'Install-DiskImageFromOras')
+    CmdletsToExport      = @('Resolve-OrasImage', 'Save-OrasBlob', 'Expand-DiskImage', 'Convert-DiskImage', 'Install-DiskImageFromOras', 'Get-StagedDiskImage')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

@@ -114,7 +114,7 @@ public sealed partial class RegistryClient
         OrasDescriptor chosen = chooseDigest is not null && layers.FirstOrDefault(l => Digest.AreEqual(l.Digest, chooseDigest)) is { } pinnedLayer
             ? pinnedLayer
             : Selection.ChooseLayer(layers, options.LayerTitle, options.LayerMediaType, reference.ToString());
-        if (chooseDigest is null)
+        if (chooseDigest is null && !options.ManifestsOnly)
         {
             await CrossCheckSidecarAsync(reference, chosen, layers, ct).ConfigureAwait(false);
         }

@@ -47,4 +47,10 @@ public sealed class ResolveOptions
 
     /// <summary>Wildcard pattern on the layer's media type.</summary>
     public string? LayerMediaType { get; set; }
+
+    /// <summary>
+    /// Manifest requests only: no checksum-sidecar cross-check (a blob GET). For questions about which digest a tag
+    /// names (Get-StagedDiskImage -CheckRemote), where nothing is downloaded and the layer digest is what is compared.
+    /// </summary>
+    public bool ManifestsOnly { get; set; }
 }
