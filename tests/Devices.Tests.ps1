@@ -38,10 +38,6 @@ BeforeAll {
     $script:RefGz = "oras://$($Registry.proxy)/lab/flash:gz"
     $script:RefZst = "oras://$($Registry.proxy)/lab/flash:zst"
 
-    $script:PwshPath = [Environment]::ProcessPath
-    $script:PwshPrefix = @()
-    if ((Split-Path $PwshPath -Leaf) -like 'dotnet*') { $script:PwshPrefix = @([Environment]::GetCommandLineArgs()[0]) }
-
     # A loop device over a new file of $Size bytes of 0xFF; the body gets the device path; always detached.
     function script:Use-LoopDevice([long] $Size, [scriptblock] $Body) {
         $backing = Join-Path $Work ("loop-" + [guid]::NewGuid().ToString('n').Substring(0, 8) + '.img')
@@ -92,17 +88,7 @@ BeforeAll {
     }
 
     function script:Invoke-Child([string] $Command) {
-        $psi = [Diagnostics.ProcessStartInfo]::new($PwshPath)
-        foreach ($a in $PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $Command)) { $psi.ArgumentList.Add($a) }
-        $psi.RedirectStandardOutput = $true
-        $psi.RedirectStandardError = $true
-        $psi.RedirectStandardInput = $true
-        $process = [Diagnostics.Process]::Start($psi)
-        $process.StandardInput.Close()
-        $err = $process.StandardError.ReadToEndAsync()
-        $out = $process.StandardOutput.ReadToEndAsync()
-        if (-not $process.WaitForExit(120000)) { $process.Kill($true); throw 'The child pwsh did not finish in 120 s.' }
-        [pscustomobject]@{ ExitCode = $process.ExitCode; Out = $out.Result; Err = $err.Result }
+        Invoke-ChildPwsh -Command $Command
     }
 }
 

@@ -16,23 +16,8 @@ BeforeAll {
     $script:NotCompressed = Join-Path $Work 'plain.bin.gz'
     [IO.File]::WriteAllBytes($NotCompressed, [byte[]](1..200))
 
-    function Invoke-ChildPwsh([string] $Script, [hashtable] $Environment) {
-        $psi = [Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
-        if ((Split-Path ([Environment]::ProcessPath) -Leaf) -match '^dotnet') {
-            $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0])
-        }
-        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $Script) { $psi.ArgumentList.Add($a) }
-        $psi.RedirectStandardOutput = $true
-        $psi.RedirectStandardError = $true
-        $psi.UseShellExecute = $false
-        $psi.Environment.Remove('TF_BUILD') | Out-Null
-        foreach ($k in $Environment.Keys) { $psi.Environment[$k] = $Environment[$k] }
-        $p = [Diagnostics.Process]::Start($psi)
-        $stdout = $p.StandardOutput.ReadToEndAsync()
-        $stderr = $p.StandardError.ReadToEndAsync()
-        if (-not $p.WaitForExit(120000)) { $p.Kill($true); throw 'child pwsh did not finish within 120 s' }
-        $p.WaitForExit()
-        [pscustomobject]@{ Out = $stdout.Result; Err = $stderr.Result; Exit = $p.ExitCode }
+    function script:Invoke-Child([string] $Script, [hashtable] $Environment) {
+        Invoke-ChildPwsh -Command $Script -Environment $Environment -Unset TF_BUILD
     }
 
     $script:Run = @"
@@ -48,7 +33,7 @@ Expand-DiskImage -LiteralPath '$NotCompressed' -DestinationPath '$Work/bad-`$PID
     # The child must have run the script to its end: a crash (or a module that fails to load) prints no ##vso[
     # line either, and would otherwise pass the "prints none" case.
     function script:Assert-RanToEnd($Result) {
-        $Result.Exit | Should -Be 0 -Because "the child pwsh must not fail: $($Result.Err)"
+        $Result.ExitCode | Should -Be 0 -Because "the child pwsh must not fail: $($Result.Err)"
         $Result.Out | Should -Match "(?m)^EXPANDED=$RawSize\s*$"
         $Result.Out | Should -Match '(?m)^ERRORID=\w+,OrasStaging\.'
         $Result.Out | Should -Match '(?m)^DONE\s*$'
@@ -61,14 +46,14 @@ AfterAll {
 
 Describe 'Azure Pipelines logging commands' {
     It 'prints setprogress and one logissue per failure when TF_BUILD is set' {
-        $r = Invoke-ChildPwsh $Run @{ TF_BUILD = 'True' }
+        $r = Invoke-Child $Run @{ TF_BUILD = 'True' }
         Assert-RanToEnd $r
         $r.Out | Should -Match '##vso\[task\.setprogress value=\d+;\]'
         @([regex]::Matches($r.Out, '##vso\[task\.logissue type=error\]')).Count | Should -Be 1
     }
 
     It 'prints none of them outside Azure Pipelines' {
-        $r = Invoke-ChildPwsh $Run @{}
+        $r = Invoke-Child $Run @{}
         Assert-RanToEnd $r
         $r.Out | Should -Not -Match '##vso\['
     }

@@ -16,22 +16,8 @@ BeforeAll {
     $script:BRef = "oras://$($B.proxy)/$($B.privateRepository):latest"
 
     function script:Invoke-Child([string] $Script, [hashtable] $Environment) {
-        $psi = [Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
-        if ((Split-Path ([Environment]::ProcessPath) -Leaf) -match '^dotnet') {
-            $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0])
-        }
-        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $Script) { $psi.ArgumentList.Add($a) }
-        $psi.RedirectStandardOutput = $true
-        $psi.RedirectStandardError = $true
-        $psi.UseShellExecute = $false
-        foreach ($k in 'DOCKER_CONFIG', 'REGISTRY_AUTH_FILE', 'TF_BUILD', 'WITHCACHE_SERVER') { $psi.Environment.Remove($k) | Out-Null }
-        foreach ($k in $Environment.Keys) { $psi.Environment[$k] = $Environment[$k] }
-        $p = [Diagnostics.Process]::Start($psi)
-        $stdout = $p.StandardOutput.ReadToEndAsync()
-        $stderr = $p.StandardError.ReadToEndAsync()
-        if (-not $p.WaitForExit(180000)) { $p.Kill($true); throw 'child pwsh did not finish within 180 s' }
-        $p.WaitForExit()
-        [pscustomobject]@{ Out = $stdout.Result; Err = $stderr.Result; Exit = $p.ExitCode }
+        Invoke-ChildPwsh -Command $Script -Environment $Environment -TimeoutSeconds 180 `
+            -Unset DOCKER_CONFIG, REGISTRY_AUTH_FILE, TF_BUILD, WITHCACHE_SERVER
     }
 
     # Resolves the private repository; prints DIGEST=<layer digest> or ERROR=<error id>, then DONE.
@@ -67,7 +53,7 @@ printf '{"ServerURL":"%s","Username":"$User","Secret":"$Secret"}\n' "`$server"
     }
 
     function script:Assert-Done($Result) {
-        $Result.Exit | Should -Be 0 -Because "the child pwsh must not fail: $($Result.Err)"
+        $Result.ExitCode | Should -Be 0 -Because "the child pwsh must not fail: $($Result.Err)"
         $Result.Out | Should -Match '(?m)^DONE\s*$'
     }
 }

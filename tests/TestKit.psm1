@@ -420,5 +420,40 @@ function Reset-ProxyStats {
     $null = Invoke-RestMethod -Method Post -Uri "$($Registry.controlUrl)/stats/reset" -TimeoutSec 10
 }
 
+function Invoke-ChildPwsh {
+    <#
+    .SYNOPSIS
+        Runs a script in a new, non-interactive pwsh (the same pwsh as this one, through dotnet when the tool
+        manifest's pwsh is used) and returns its output, error text and exit code once it ends (bounded).
+    .PARAMETER Unset
+        Variables removed from the child's environment before -Environment is applied.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)] [string] $Command,
+        [hashtable] $Environment = @{},
+        [string[]] $Unset = @(),
+        [int] $TimeoutSeconds = 120
+    )
+    $psi = [System.Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
+    if ((Split-Path ([Environment]::ProcessPath) -Leaf) -match '^dotnet') {
+        $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0])
+    }
+    foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $Command) { $psi.ArgumentList.Add($a) }
+    $psi.UseShellExecute = $false
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    foreach ($k in $Unset) { $psi.Environment.Remove($k) | Out-Null }
+    foreach ($k in $Environment.Keys) { $psi.Environment[$k] = $Environment[$k] }
+    $p = [System.Diagnostics.Process]::Start($psi)
+    $p.StandardInput.Close()
+    $stdout = $p.StandardOutput.ReadToEndAsync()
+    $stderr = $p.StandardError.ReadToEndAsync()
+    if (-not $p.WaitForExit($TimeoutSeconds * 1000)) { $p.Kill($true); throw "The child pwsh did not finish within $TimeoutSeconds s." }
+    $p.WaitForExit()
+    [pscustomobject]@{ Out = $stdout.Result; Err = $stderr.Result; ExitCode = $p.ExitCode }
+}
+
 Export-ModuleMember -Function Start-TestRegistry, Stop-TestRegistry, Publish-TestImage, New-TestDiskImage,
-    Set-ProxyFault, Get-ProxyFault, Clear-ProxyFault, Get-ProxyStats, Reset-ProxyStats
+    Set-ProxyFault, Get-ProxyFault, Clear-ProxyFault, Get-ProxyStats, Reset-ProxyStats, Invoke-ChildPwsh

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace OrasStaging.Tests.Devices;
 
 /// <summary>
@@ -97,25 +95,8 @@ internal static class Tools
 
     public static string Require(string name) => Which(name) ?? throw new InvalidOperationException(name + " is not installed.");
 
-    public static (int ExitCode, string Output) Run(string file, params string[] args)
-    {
-        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in args)
-        {
-            start.ArgumentList.Add(a);
-        }
-
-        using var p = Process.Start(start)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(120_000))
-        {
-            p.Kill(true);
-            throw new TimeoutException(file + " did not finish.");
-        }
-
-        return (p.ExitCode, stdout.Result + stderr.Result);
-    }
+    public static (int ExitCode, string Output) Run(string file, params string[] args) =>
+        OrasStaging.Tests.DiskImages.ImageTools.Run(file, args);
 
     public static void Check(string name, params string[] args)
     {
