@@ -45,7 +45,7 @@ internal static partial class Digest
             return false;
         }
 
-        algorithm = digest![1] == 'h' && digest[3] == '5' && digest[4] == '1' ? HashAlgorithmName.SHA512 : HashAlgorithmName.SHA256;
+        algorithm = digest!.StartsWith(Sha512Prefix, StringComparison.Ordinal) ? HashAlgorithmName.SHA512 : HashAlgorithmName.SHA256;
         return true;
     }
 
