@@ -48,9 +48,10 @@ Describe 'Resolve-OrasImage (anonymous registry)' {
         @($o.Layers).Count | Should -Be 3
     }
 
-    It 'defaults to plain http on loopback and checks the sidecar (Verbose)' {
+    It 'falls back to plain http on a loopback registry that does not speak TLS and checks the sidecar (Verbose)' {
         $verbose = Resolve-OrasImage "$($R.registry)/lab/debian:latest" -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
-        ($verbose.Message -join "`n") | Should -Match 'over http\.'
+        # Asked over https first (once per registry and session), then over http.
+        ($verbose.Message -join "`n") | Should -Match 'over http\.|does not speak TLS; using plain http'
         ($verbose.Message -join "`n") | Should -Match 'sidecar .* agrees'
     }
 

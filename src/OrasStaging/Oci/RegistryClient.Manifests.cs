@@ -12,13 +12,13 @@ public sealed partial class RegistryClient
     {
         string what = expectedDigest is null ? $"manifest {tagOrDigest}" : $"manifest {Units.ShortDigest(tagOrDigest)}";
         var request = Request(HttpMethod.Get, reference, $"/manifests/{tagOrDigest}", what) with { Accept = ManifestTypes };
-        using var response = await _transport.SendAsync(request, ct).ConfigureAwait(false);
-        if (!response.IsSuccessStatusCode)
+        using var small = await _transport.GetSmallAsync(request, MaxManifestBytes, what, ct).ConfigureAwait(false);
+        var response = small.Response;
+        if (small.Body is not { } body)
         {
             throw await _transport.ErrorFromAsync(response, request, ErrorCode.ManifestNotFound, ct).ConfigureAwait(false);
         }
 
-        byte[] body = await RegistryTransport.ReadCappedAsync(response.Content, MaxManifestBytes, "manifest", ct).ConfigureAwait(false);
         string? header = response.Headers.TryGetValues("Docker-Content-Digest", out var values) ? values.FirstOrDefault()?.Trim() : null;
         if (header is not null)
         {
@@ -116,14 +116,23 @@ public sealed partial class RegistryClient
             : Selection.ChooseLayer(layers, options.LayerTitle, options.LayerMediaType, reference.ToString());
         if (chooseDigest is null && !options.ManifestsOnly)
         {
-            await CrossCheckSidecarAsync(reference, chosen, layers, ct).ConfigureAwait(false);
+            await CrossCheckSidecarAsync(reference.Registry, reference.Repository, chosen, layers, ct).ConfigureAwait(false);
         }
 
         return (chosen, new ManifestFacts(manifest.Digest, artifactType, annotations, layers, platform));
     }
 
+    /// <summary>
+    /// The sidecar cross-check of an image resolved with <see cref="ResolveOptions.ManifestsOnly"/>, for when its
+    /// bytes are about to be pulled: a run that skips by digest then costs the manifest requests only.
+    /// </summary>
+    internal Task CrossCheckSidecarAsync(OrasImage image, CancellationToken ct) =>
+        image.PinnedKind != PinnedKind.Blob && image.Layers.FirstOrDefault(l => Digest.AreEqual(l.Digest, image.Digest)) is { } chosen
+            ? CrossCheckSidecarAsync(image.Registry, image.Repository, chosen, image.Layers, ct)
+            : Task.CompletedTask;
+
     /// <summary>When the manifest carries "&lt;title&gt;.sha256", its first word must be the layer digest's hex.</summary>
-    private async Task CrossCheckSidecarAsync(ImageReference reference, OrasDescriptor chosen, List<OrasDescriptor> layers, CancellationToken ct)
+    private async Task CrossCheckSidecarAsync(string registry, string repository, OrasDescriptor chosen, IReadOnlyList<OrasDescriptor> layers, CancellationToken ct)
     {
         if (chosen.Title is null || !chosen.Digest.StartsWith(Digest.Sha256Prefix, StringComparison.Ordinal))
         {
@@ -139,16 +148,15 @@ public sealed partial class RegistryClient
         string text;
         try
         {
-            var request = new RegistryRequest(HttpMethod.Get, BlobUriOf(reference.Registry, reference.Repository, sidecar.Digest),
-                reference.Registry, reference.Repository, $"sidecar {sidecar.Title}");
-            using var response = await _transport.SendAsync(request, ct).ConfigureAwait(false);
-            if (!response.IsSuccessStatusCode)
+            var request = new RegistryRequest(HttpMethod.Get, BlobUriOf(registry, repository, sidecar.Digest),
+                registry, repository, $"sidecar {sidecar.Title}");
+            using var small = await _transport.GetSmallAsync(request, 64 * 1024, $"checksum sidecar {sidecar.Title}", ct).ConfigureAwait(false);
+            if (small.Body is not { } body)
             {
-                _sink.Warning($"Could not fetch the checksum sidecar {sidecar.Title} (HTTP {(int)response.StatusCode}); relying on the layer digest alone.");
+                _sink.Warning($"Could not fetch the checksum sidecar {sidecar.Title} (HTTP {(int)small.Response.StatusCode}); relying on the layer digest alone.");
                 return;
             }
 
-            byte[] body = await RegistryTransport.ReadCappedAsync(response.Content, 64 * 1024, "checksum sidecar", ct).ConfigureAwait(false);
             if (!Digest.AreEqual(Digest.Compute(sidecar.Digest, body), sidecar.Digest))
             {
                 throw new OrasStagingException(ErrorCode.DigestMismatch, $"The checksum sidecar {sidecar.Title} does not match its own digest.");

@@ -40,7 +40,8 @@ public sealed partial class RegistryClient
         options ??= new ResolveOptions();
         string activity = $"Resolving {reference}";
         _sink.Progress(new ProgressInfo(activity, "Resolve", 0, null));
-        _sink.Verbose($"Resolving {reference} over {(_transport.UsesPlainHttp(reference.Registry) ? "http" : "https")}.");
+        _sink.Verbose($"Resolving {reference} over " + (_transport.UsesPlainHttp(reference.Registry) ? "http."
+            : _transport.SchemeUndecided(reference.Registry) ? "https (a loopback registry that does not speak TLS gets plain http)." : "https."));
         OrasImage image;
         if (reference.Digest is { } pinned)
         {

@@ -13,9 +13,9 @@ internal static class RegistryErrors
 
     /// <summary>The error for <paramref name="response"/>; <paramref name="notFound"/> is the id a 404 means here.</summary>
     public static async Task<OrasStagingException> FromResponseAsync(HttpResponseMessage response, RegistryRequest request,
-        ErrorCode notFound, bool hasCredential, CancellationToken ct)
+        ErrorCode notFound, bool hasCredential, TimeSpan stallTimeout, CancellationToken ct)
     {
-        string detail = await ErrorTextAsync(response, ct).ConfigureAwait(false);
+        string detail = await ErrorTextAsync(response, stallTimeout, ct).ConfigureAwait(false);
         int status = (int)response.StatusCode;
         return response.StatusCode switch
         {
@@ -36,11 +36,12 @@ internal static class RegistryErrors
         };
     }
 
-    private static async Task<string> ErrorTextAsync(HttpResponseMessage response, CancellationToken ct)
+    /// <summary>The registry's own words, or nothing: an error body that stalls, drops or is malformed never hides the status.</summary>
+    private static async Task<string> ErrorTextAsync(HttpResponseMessage response, TimeSpan stallTimeout, CancellationToken ct)
     {
         try
         {
-            byte[] body = await RegistryTransport.ReadCappedAsync(response.Content, MaxErrorBodyBytes, "error body", ct).ConfigureAwait(false);
+            byte[] body = await RegistryTransport.ReadCappedAsync(response.Content, MaxErrorBodyBytes, "error body", ct, stallTimeout).ConfigureAwait(false);
             using var doc = JsonDocument.Parse(body);
             // Any shape is possible here (an array, an "errors" entry that is a string): only an object is read.
             if (doc.RootElement.ValueKind == JsonValueKind.Object

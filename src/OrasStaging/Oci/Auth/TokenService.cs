@@ -47,12 +47,14 @@ internal sealed class TokenService
             }
             catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct) && attempt < _options.MaximumRetryCount)
             {
+                RegistryTransport.ThrowIfDefinite(ex, realm, $"the token service {realm.Host} for {request.Registry}");
                 _sink.Verbose($"Token request to {realm.Host}: {RegistryTransport.Describe(ex)}; retrying.");
                 await Task.Delay(RetryPolicy.Backoff(attempt, _options.RetryIntervalSec), ct).ConfigureAwait(false);
                 continue;
             }
             catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
             {
+                RegistryTransport.ThrowIfDefinite(ex, realm, $"the token service {realm.Host} for {request.Registry}");
                 throw new OrasStagingException(ErrorCode.RegistryUnavailable,
                     $"Cannot reach the token service {realm.Host} for {request.Registry}: {RegistryTransport.Describe(ex)}", null, ex);
             }
@@ -95,7 +97,25 @@ internal sealed class TokenService
                         $"The token service {realm.Host} answered HTTP {(int)response.StatusCode} for {request.Registry}.");
                 }
 
-                byte[] body = await RegistryTransport.ReadCappedAsync(response.Content, MaxTokenBytes, "token response", ct).ConfigureAwait(false);
+                byte[] body;
+                try
+                {
+                    // The body under the same stall rule and retries as any other: headers then silence must not hang.
+                    body = await RegistryTransport.ReadCappedAsync(response.Content, MaxTokenBytes, "token response", ct, _options.StallTimeout)
+                        .ConfigureAwait(false);
+                }
+                catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct) && attempt < _options.MaximumRetryCount)
+                {
+                    _sink.Verbose($"Token response from {realm.Host}: {RegistryTransport.Describe(ex)}; retrying.");
+                    await Task.Delay(RetryPolicy.Backoff(attempt, _options.RetryIntervalSec), ct).ConfigureAwait(false);
+                    continue;
+                }
+                catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
+                {
+                    throw new OrasStagingException(ErrorCode.RegistryUnavailable,
+                        $"The token service {realm.Host} kept failing mid-response for {request.Registry}: {RegistryTransport.Describe(ex)}", null, ex);
+                }
+
                 return ParseTokenResponse(body, realm.Host);
             }
         }
