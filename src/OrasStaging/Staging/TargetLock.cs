@@ -35,9 +35,19 @@ internal sealed class TargetLock : IDisposable
                 stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1,
                     OperatingSystem.IsWindows() ? FileOptions.DeleteOnClose : FileOptions.None);
             }
-            catch (IOException ex) when (ex is not DirectoryNotFoundException and not PathTooLongException)
+            catch (Exception ex) when ((ex is IOException io && IsHeld(io)) || IsPendingDelete(ex, path))
             {
                 // Held by another process (or by another staging of the same target in this one).
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Anything else (a read-only mount, a quota, a full disk, no permission) will not change by waiting.
+                throw IO.DiskSpace.IsDiskFull(ex)
+                    ? new OrasStagingException(ErrorCode.InsufficientSpace,
+                        $"Cannot create the lock file '{path}': the volume is full.", "Free some space or choose another destination.", ex)
+                    : new OrasStagingException(ErrorCode.DestinationNotWritable,
+                        $"Cannot create the lock file '{path}': {ex.Message}",
+                        "Choose a folder you can write to (not a read-only mount, not over quota), or fix its permissions.", ex);
             }
 
             if (stream is not null)
@@ -68,6 +78,32 @@ internal sealed class TargetLock : IDisposable
             await Task.Delay(RetryInterval, cancellationToken).ConfigureAwait(false);
         }
     }
+
+    /// <summary>
+    /// A real lock or sharing violation, the only failure worth waiting on: EWOULDBLOCK from flock on Unix (11 on
+    /// Linux, 35 on macOS and the BSDs), ERROR_SHARING_VIOLATION or ERROR_LOCK_VIOLATION (32, 33) on Windows.
+    /// </summary>
+    internal static bool IsHeld(IOException ex)
+    {
+        if (ex is FileNotFoundException or DirectoryNotFoundException or PathTooLongException)
+        {
+            return false;
+        }
+
+        if (OperatingSystem.IsWindows())
+        {
+            return (ex.HResult & 0xFFFF) is 32 or 33;
+        }
+
+        return ex.HResult == (OperatingSystem.IsLinux() ? 11 : 35);
+    }
+
+    /// <summary>
+    /// Windows: a holder closing its DeleteOnClose handle leaves the file "delete pending" for a moment, and opening
+    /// it then is access denied; a lock file that exists is one we may wait for.
+    /// </summary>
+    private static bool IsPendingDelete(Exception ex, string path) =>
+        OperatingSystem.IsWindows() && ex is UnauthorizedAccessException && File.Exists(path);
 
     /// <summary>
     /// Linux only: whether our handle is on a lock file already unlinked by the holder we waited for, which a
