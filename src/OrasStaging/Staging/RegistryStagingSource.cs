@@ -20,8 +20,19 @@ internal sealed class RegistryStagingSource : IStagingSource
         _sink = new QuietableSink(sink);
         _client = new RegistryClient(options, _sink);
         _reference = reference;
-        _resolveOptions = resolveOptions;
+        // Manifest requests only while resolving: a run that skips by digest makes no blob request. The sidecar is
+        // cross-checked in OpenBlobAsync, once bytes will be pulled.
+        _crossCheckSidecar = !resolveOptions.ManifestsOnly;
+        _resolveOptions = new ResolveOptions
+        {
+            Platform = resolveOptions.Platform,
+            LayerTitle = resolveOptions.LayerTitle,
+            LayerMediaType = resolveOptions.LayerMediaType,
+            ManifestsOnly = true,
+        };
     }
+
+    private readonly bool _crossCheckSidecar;
 
     public async Task<ResolvedLayer> ResolveAsync(CancellationToken cancellationToken)
     {
@@ -52,8 +63,13 @@ internal sealed class RegistryStagingSource : IStagingSource
 
     public async Task<Stream> OpenBlobAsync(ResolvedLayer layer, CancellationToken cancellationToken)
     {
-        var stream = await _client.OpenBlobAsync(_image ?? throw new InvalidOperationException("Resolve first."), cancellationToken)
-            .ConfigureAwait(false);
+        var image = _image ?? throw new InvalidOperationException("Resolve first.");
+        if (_crossCheckSidecar)
+        {
+            await _client.CrossCheckSidecarAsync(image, cancellationToken).ConfigureAwait(false);
+        }
+
+        var stream = await _client.OpenBlobAsync(image, cancellationToken).ConfigureAwait(false);
 
         // From here the writer's bar (compressed bytes consumed, of the blob size) is the one to show; the
         // client's own download bar would alternate with it and reset the rate.
