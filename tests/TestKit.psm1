@@ -244,6 +244,8 @@ function Publish-TestImage {
         [switch] $Index,
         [switch] $Helm,
         [switch] $NoSizeAnnotation,
+        # The org.nosi.image.size value to annotate instead of the real raw size (wrong or lying metadata).
+        [long] $DeclaredSize = -1,
         [switch] $ViaProxy,
         [switch] $Anonymous,
         [int] $TimeoutSeconds = 300,
@@ -262,6 +264,7 @@ function Publish-TestImage {
     if ($Title) { $arguments += @('--title', $Title) }
     if ($Index) { $arguments += '--index' }
     if ($NoSizeAnnotation) { $arguments += '--no-size-annotation' }
+    if ($DeclaredSize -ge 0) { $arguments += @('--declared-size', $DeclaredSize) }
     if ($Registry.auth -ne 'anonymous' -and -not $Anonymous) {
         $arguments += @('--username', $Registry.username, '--password', $Registry.password)
     }

@@ -28,6 +28,8 @@ public sealed class PushOptions
     public bool Helm { get; set; }
     /// <summary>Annotate the image layer with <see cref="ArtifactPusher.RawSizeAnnotation"/>.</summary>
     public bool SizeAnnotation { get; set; } = true;
+    /// <summary>The value of that annotation instead of the real raw size (a publisher's wrong metadata, a lying one).</summary>
+    public long? DeclaredSize { get; set; }
     public string? Username { get; set; }
     public string? Password { get; set; }
     public bool Tls { get; set; }
@@ -142,7 +144,7 @@ public static class ArtifactPusher
             var title = options.Title ?? baseName + ".img" + FileSuffix(compression);
 
             var amd64 = await PushImageManifestAsync(session, image, title, compression, options.SizeAnnotation, Path.Combine(work.FullName, "amd64"),
-                options.Index ? null : options.Tag, cancellationToken).ConfigureAwait(false);
+                options.Index ? null : options.Tag, cancellationToken, options.DeclaredSize).ConfigureAwait(false);
             if (!options.Index)
             {
                 return amd64.ToResult(options, compression, indexDigest: null, platforms: null);
@@ -157,7 +159,7 @@ public static class ArtifactPusher
                 f.Write(marker, 0, (int)Math.Min(marker.Length, f.Length));
             }
             var arm64 = await PushImageManifestAsync(session, armImage, title, compression, options.SizeAnnotation, Path.Combine(work.FullName, "arm64"),
-                null, cancellationToken).ConfigureAwait(false);
+                null, cancellationToken, options.DeclaredSize).ConfigureAwait(false);
             var index = Json(w =>
             {
                 w.WriteNumber("schemaVersion", 2);
@@ -220,7 +222,7 @@ public static class ArtifactPusher
     }
 
     private static async Task<Pushed> PushImageManifestAsync(Session session, string image, string title, string compression, bool sizeAnnotation,
-        string work, string? tag, CancellationToken cancellationToken)
+        string work, string? tag, CancellationToken cancellationToken, long? declaredSize = null)
     {
         Directory.CreateDirectory(work);
         bool precompressed = DetectCompression(image) is not null;
@@ -265,7 +267,7 @@ public static class ArtifactPusher
             w.WriteString("data", "e30=");
             w.WriteEndObject();
             w.WriteStartArray("layers");
-            WriteDescriptor(w, layerMediaType, layerDigest, layerSize, title, sizeAnnotation ? rawSize : null);
+            WriteDescriptor(w, layerMediaType, layerDigest, layerSize, title, sizeAnnotation ? declaredSize ?? rawSize : null);
             WriteDescriptor(w, "text/plain", sidecarDigest, sidecar.Length, title + ".sha256", null);
             WriteDescriptor(w, MetadataMediaType, metadataDigest, metadata.Length, "metadata.json", null);
             w.WriteEndArray();

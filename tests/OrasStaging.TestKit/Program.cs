@@ -13,7 +13,7 @@ public static class Program
               prints one JSON line with every endpoint, then runs until stdin closes (unless --no-stdin)
               or SIGTERM/SIGINT/SIGHUP; then stops everything and removes its temporary directory.
           push --registry HOST:PORT --repository NAME [--tag latest] (--image RAW | --helm) [--compression gzip|zstd|xz|bzip2|none]
-               [--title NAME] [--index] [--no-size-annotation] [--username U --password P] [--tls [--ca PATH]]
+               [--title NAME] [--index] [--no-size-annotation] [--declared-size BYTES] [--username U --password P] [--tls [--ca PATH]]
               prints one JSON line describing what was pushed.
         """;
 
@@ -158,6 +158,7 @@ public static class Program
             Index = cli.Flag("index"),
             Helm = cli.Flag("helm"),
             SizeAnnotation = !cli.Flag("no-size-annotation"),
+            DeclaredSize = cli.Get("declared-size") is { } declared ? long.Parse(declared, System.Globalization.CultureInfo.InvariantCulture) : null,
             Username = cli.Get("username"),
             Password = cli.Get("password"),
             Tls = cli.Flag("tls"),

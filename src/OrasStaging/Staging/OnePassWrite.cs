@@ -42,6 +42,7 @@ internal sealed class OnePassWrite(IStagingSource source, IStagingWriter writer,
             using (var input = fromCache || tee is not null ? new ReadAheadStream(blob, cancellationToken: cancellationToken) : blob)
             {
                 sink.Verbose($"Writing {writer.Format.Name()} to '{partialPath}'.");
+                writer.DeclaredDecodedBytes = layer.DeclaredImageSize;
                 try
                 {
                     written = await writer.WriteAsync(input, layer.Size, partialPath, sink, cancellationToken)

@@ -24,7 +24,10 @@ internal sealed record ResolvedLayer
 
     public string? Title { get; init; }
 
-    /// <summary>The uncompressed image size when an annotation declares it; used for the free-space check.</summary>
+    /// <summary>
+    /// The uncompressed image size when the artifact declares it (the nosi layer's org.nosi.image.size; a
+    /// convention may set it from its own metadata): the free-space check uses it, and the decoder may not pass it.
+    /// </summary>
     public long? DeclaredImageSize { get; init; }
 }
 
@@ -48,6 +51,12 @@ internal interface IStagingWriter
 {
     /// <summary>The format that will be written, for messages and the result of a skip.</summary>
     DiskImageFormat Format { get; }
+
+    /// <summary>
+    /// The decoded size the artifact declares (<see cref="ResolvedLayer.DeclaredImageSize"/>), set before the write:
+    /// decoding past it fails at once with CorruptInput. Null: only -Size and the free space bound the output.
+    /// </summary>
+    long? DeclaredDecodedBytes { get; set; }
 
     Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
         CancellationToken cancellationToken);

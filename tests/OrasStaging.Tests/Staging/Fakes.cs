@@ -116,6 +116,8 @@ internal sealed class CopyWriter : IStagingWriter
 {
     public DiskImageFormat Format => DiskImageFormat.Raw;
 
+    public long? DeclaredDecodedBytes { get; set; }
+
     /// <summary>Stop reading after this many bytes, as a decoder at the end of its data does.</summary>
     public int? StopAfter { get; set; }
 
