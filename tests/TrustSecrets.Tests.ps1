@@ -27,4 +27,11 @@ Describe 'about_OrasStaging: What OrasStaging trusts' {
             $Section | Should -Match ([regex]::Escape($word))
         }
     }
+
+    It 'says how the registry is reached and what bounds a pull' {
+        foreach ($word in 'stall timeout', 'does not speak TLS', 'certificate', 'does not resolve', 'manifest requests only', 'declares', 'InsufficientSpace') {
+            # Words may be wrapped onto the next line.
+            $Section | Should -Match ([regex]::Escape($word) -replace '\\ ', '\s+')
+        }
+    }
 }
