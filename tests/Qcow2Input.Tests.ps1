@@ -84,12 +84,12 @@ Describe 'qcow2 inputs without qemu-img' {
         $item.Length | Should -BeLessThan ((Get-Item $Qcow2).Length + 1MB)
     }
 
-    It 'Expand-DiskImage: a .qcow2.zst to raw by the extension, spooled once and the spool removed' {
+    It 'Expand-DiskImage: a .qcow2.zst to raw by the extension, decoded as it streams with no spool' {
         $folder = New-Folder
         $out = Expand-DiskImage $Qcow2Zst (Join-Path $folder 'disk.raw') -Verbose 4>&1
         $item = $out | Where-Object { $_ -is [IO.FileInfo] }
         Assert-Same $item.FullName raw (6MB + 1536)
-        ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n" | Should -Match 'spooling it once'
+        ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n" | Should -Match 'Decoded the qcow2 stream directly'
         @(Get-ChildItem $folder -Force | ForEach-Object Name) | Should -Be @('disk.raw')
     }
 
