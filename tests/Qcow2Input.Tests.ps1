@@ -131,6 +131,19 @@ Describe 'qcow2 inputs without qemu-img' {
         @(Get-ChildItem $folder -Force | ForEach-Object Name | Sort-Object) | Should -Be @('overlay.qcow2', 'shadow')
     }
 
+    It 'Convert-DiskImage -Reencode: a zlib qcow2 written anew as an uncompressed qcow2 +8 GiB' {
+        $folder = New-Folder
+        $out = Convert-DiskImage $Qcow2Zst (Join-Path $folder 'new.qcow2') -Reencode -GrowBy 8GB -Verbose 4>&1
+        $item = $out | Where-Object { $_ -is [IO.FileInfo] }
+        $verbose = ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n"
+        $verbose | Should -Match 'Decoded the qcow2 stream directly to qcow2'
+        $verbose | Should -Not -Match 'Grew the qcow2 in place'
+        Assert-Same $item.FullName qcow2 (6MB + 1536 + 8GB) (Get-Grown (6MB + 1536 + 8GB))
+        # Not a copy: the compressed clusters were inflated, so the new file is larger than the input.
+        $item.Length | Should -BeGreaterThan ((Get-Item $Qcow2).Length)
+        @(Get-ChildItem $folder -Force | ForEach-Object Name) | Should -Be @('new.qcow2')
+    }
+
     It 'refuses -GrowBy beyond what qcow2 addresses, before reading the input' {
         $err = $null
         Convert-DiskImage $Qcow2 (Join-Path (New-Folder) 'huge.qcow2') -GrowBy ([long]::MaxValue) -ErrorVariable err -ErrorAction SilentlyContinue

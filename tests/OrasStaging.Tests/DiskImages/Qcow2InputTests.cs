@@ -93,6 +93,31 @@ public class Qcow2InputTests
         Assert.Equal(File.ReadAllBytes(raw), File.ReadAllBytes(output));
     }
 
+    [Theory]
+    [InlineData("c4k-zlib", false)]
+    [InlineData("c4k-zlib", true)]
+    public async Task ReencodeWritesANewQcow2ThroughTheReader(string name, bool compressed)
+    {
+        using var dir = new TempDir();
+        string input = Make(dir, name, ["-c", "-o", "cluster_size=4096"], compressed, out string raw);
+        long size = new FileInfo(raw).Length;
+        var options = Options(dir, DiskImageFormat.Qcow2, Grow);
+        options.Reencode = true;
+        var sink = new ListSink();
+        var q = await DiskImageConverter.ConvertFileAsync(input, dir.File("o.qcow2"), options, sink, _timeout);
+
+        long grown = TestInputs.RoundUp(size, 512) + Grow;
+        Assert.Equal(grown, q.VirtualSize);
+        Assert.Equal(grown, ImageTools.VirtualSize(dir.File("o.qcow2"), "qcow2"));
+        ImageTools.AssertCheckClean(dir.File("o.qcow2"));
+        Assert.DoesNotContain(sink.Lines, l => l.Contains("Grew the qcow2 in place", StringComparison.Ordinal));
+        // Written by our writer: 64 KiB clusters, where the input had 4 KiB ones.
+        Assert.Contains("\"cluster-size\": 65536", Qcow2Fixtures.Qemu("info", "--output=json", "-f", "qcow2", dir.File("o.qcow2")));
+        Qcow2Fixtures.Qemu("resize", "-f", "raw", raw, grown.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        ImageTools.AssertIdentical(raw, dir.File("o.qcow2"), "qcow2");
+        Assert.Empty(Directory.GetFiles(dir.Path, ".*"));
+    }
+
     /// <summary>A qcow2 overlay whose backing file is a host file: qemu-img would copy its bytes into the output.</summary>
     private static string Overlay(TempDir dir, string secret)
     {
