@@ -144,6 +144,37 @@ Describe 'qcow2 inputs without qemu-img' {
         @(Get-ChildItem $folder -Force | ForEach-Object Name) | Should -Be @('new.qcow2')
     }
 
+    It 'a damaged qcow2 is CorruptInput and leaves nothing behind: <Case>' -ForEach @(
+        @{ Case = 'L1 table past the end'; Offset = 40; Value = [byte[]](0, 0, 1, 0, 0, 0, 0, 0); Compress = $false; Format = 'img' }
+        @{ Case = 'L1 table past the end, streamed'; Offset = 40; Value = [byte[]](0, 0, 1, 0, 0, 0, 0, 0); Compress = $true; Format = 'img' }
+        @{ Case = 'L1 entry into the header, grown'; Offset = -1; Value = [byte[]](0x80, 0, 0, 0, 0, 0, 0, 0); Compress = $false; Format = 'qcow2' }
+        @{ Case = 'truncated, streamed to VHD'; Offset = -2; Value = $null; Compress = $true; Format = 'vhd' }
+    ) {
+        $folder = New-Folder
+        $bytes = [IO.File]::ReadAllBytes($Qcow2)
+        if ($Offset -eq -2) {
+            $bytes = $bytes[0..([int]($bytes.Length / 2))]
+        } else {
+            if ($Offset -eq -1) {
+                # The first L1 entry: the L1 offset is the big-endian 64-bit field at byte 40.
+                $Offset = [int][BitConverter]::ToUInt64([byte[]]($bytes[47..40]), 0)
+            }
+            [Array]::Copy($Value, 0, $bytes, $Offset, $Value.Length)
+        }
+
+        $damaged = Join-Path $folder 'damaged.qcow2'
+        [IO.File]::WriteAllBytes($damaged, $bytes)
+        if ($Compress) {
+            & $Zstd -q --rm $damaged -o "$damaged.zst"
+            $damaged = "$damaged.zst"
+        }
+
+        $err = $null
+        Convert-DiskImage $damaged (Join-Path $folder "out.$Format") -GrowBy 1MB -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be 'CorruptInput,OrasStaging.Commands.ConvertDiskImageCommand'
+        @(Get-ChildItem $folder -Force | ForEach-Object Name) | Should -Be @(Split-Path $damaged -Leaf)
+    }
+
     It 'refuses -GrowBy beyond what qcow2 addresses, before reading the input' {
         $err = $null
         Convert-DiskImage $Qcow2 (Join-Path (New-Folder) 'huge.qcow2') -GrowBy ([long]::MaxValue) -ErrorVariable err -ErrorAction SilentlyContinue

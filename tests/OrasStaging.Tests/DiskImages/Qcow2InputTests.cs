@@ -21,6 +21,9 @@ public class Qcow2InputTests
         { "c4k", ["-o", "cluster_size=4096"], true },
         { "c2m-zlib", ["-c", "-o", "cluster_size=2M"], false },
         { "v2-zlib", ["-c", "-o", "compat=0.10"], true },
+        { "c64k", ["-o", "cluster_size=65536"], true },
+        { "snapshot", ["-o", "cluster_size=4096"], true },  // an internal snapshot, then the active layer rewritten
+        { "allzero", ["-c"], true },
     };
 
     private static DiskWriteOptions Options(TempDir dir, DiskImageFormat format, long grow = 0) =>
@@ -29,7 +32,23 @@ public class Qcow2InputTests
     private static string Make(TempDir dir, string name, string[] options, bool compressed, out string raw)
     {
         raw = Qcow2Fixtures.Raw(dir, (9L << 20) + 1536, seed: name.Length);
+        if (name == "allzero")
+        {
+            File.WriteAllBytes(raw, new byte[(9L << 20) + 1536]);
+        }
+
         string qcow2 = Qcow2Fixtures.Convert(dir, raw, name + ".qcow2", options);
+        if (name == "snapshot")
+        {
+            // The snapshot keeps the old clusters; the active layer gets new ones: the raw image is rewritten to match.
+            Qcow2Fixtures.Qemu("snapshot", "-c", "before", qcow2);
+            var (code, output) = ImageTools.Run("qemu-io", "-f", "qcow2", "-c", "write -P 0x77 100k 300k", qcow2);
+            Assert.True(code == 0, output);
+            using var f = new FileStream(raw, FileMode.Open, FileAccess.Write);
+            f.Position = 100 << 10;
+            f.Write(Enumerable.Repeat((byte)0x77, 300 << 10).ToArray());
+        }
+
         return compressed ? TestInputs.Compressed(dir, "zstd", qcow2, ".zst", "-q") : qcow2;
     }
 
