@@ -84,12 +84,12 @@ Describe 'qcow2 inputs without qemu-img' {
         $item.Length | Should -BeLessThan ((Get-Item $Qcow2).Length + 1MB)
     }
 
-    It 'Expand-DiskImage: a .qcow2.zst to raw by the extension, spooled once and the spool removed' {
+    It 'Expand-DiskImage: a .qcow2.zst to raw by the extension, decoded as it streams with no spool' {
         $folder = New-Folder
         $out = Expand-DiskImage $Qcow2Zst (Join-Path $folder 'disk.raw') -Verbose 4>&1
         $item = $out | Where-Object { $_ -is [IO.FileInfo] }
         Assert-Same $item.FullName raw (6MB + 1536)
-        ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n" | Should -Match 'spooling it once'
+        ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n" | Should -Match 'Decoded the qcow2 stream directly'
         @(Get-ChildItem $folder -Force | ForEach-Object Name) | Should -Be @('disk.raw')
     }
 
@@ -129,6 +129,50 @@ Describe 'qcow2 inputs without qemu-img' {
         }
 
         @(Get-ChildItem $folder -Force | ForEach-Object Name | Sort-Object) | Should -Be @('overlay.qcow2', 'shadow')
+    }
+
+    It 'Convert-DiskImage -Reencode: a zlib qcow2 written anew as an uncompressed qcow2 +8 GiB' {
+        $folder = New-Folder
+        $out = Convert-DiskImage $Qcow2Zst (Join-Path $folder 'new.qcow2') -Reencode -GrowBy 8GB -Verbose 4>&1
+        $item = $out | Where-Object { $_ -is [IO.FileInfo] }
+        $verbose = ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n"
+        $verbose | Should -Match 'Decoded the qcow2 stream directly to qcow2'
+        $verbose | Should -Not -Match 'Grew the qcow2 in place'
+        Assert-Same $item.FullName qcow2 (6MB + 1536 + 8GB) (Get-Grown (6MB + 1536 + 8GB))
+        # Not a copy: the compressed clusters were inflated, so the new file is larger than the input.
+        $item.Length | Should -BeGreaterThan ((Get-Item $Qcow2).Length)
+        @(Get-ChildItem $folder -Force | ForEach-Object Name) | Should -Be @('new.qcow2')
+    }
+
+    It 'a damaged qcow2 is CorruptInput and leaves nothing behind: <Case>' -ForEach @(
+        @{ Case = 'L1 table past the end'; Offset = 40; Value = [byte[]](0, 0, 1, 0, 0, 0, 0, 0); Compress = $false; Format = 'img' }
+        @{ Case = 'L1 table past the end, streamed'; Offset = 40; Value = [byte[]](0, 0, 1, 0, 0, 0, 0, 0); Compress = $true; Format = 'img' }
+        @{ Case = 'L1 entry into the header, grown'; Offset = -1; Value = [byte[]](0x80, 0, 0, 0, 0, 0, 0, 0); Compress = $false; Format = 'qcow2' }
+        @{ Case = 'truncated, streamed to VHD'; Offset = -2; Value = $null; Compress = $true; Format = 'vhd' }
+    ) {
+        $folder = New-Folder
+        $bytes = [IO.File]::ReadAllBytes($Qcow2)
+        if ($Offset -eq -2) {
+            $bytes = $bytes[0..([int]($bytes.Length / 2))]
+        } else {
+            if ($Offset -eq -1) {
+                # The first L1 entry: the L1 offset is the big-endian 64-bit field at byte 40.
+                $Offset = [int][BitConverter]::ToUInt64([byte[]]($bytes[47..40]), 0)
+            }
+            [Array]::Copy($Value, 0, $bytes, $Offset, $Value.Length)
+        }
+
+        $damaged = Join-Path $folder 'damaged.qcow2'
+        [IO.File]::WriteAllBytes($damaged, $bytes)
+        if ($Compress) {
+            & $Zstd -q --rm $damaged -o "$damaged.zst"
+            $damaged = "$damaged.zst"
+        }
+
+        $err = $null
+        Convert-DiskImage $damaged (Join-Path $folder "out.$Format") -GrowBy 1MB -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be 'CorruptInput,OrasStaging.Commands.ConvertDiskImageCommand'
+        @(Get-ChildItem $folder -Force | ForEach-Object Name) | Should -Be @(Split-Path $damaged -Leaf)
     }
 
     It 'refuses -GrowBy beyond what qcow2 addresses, before reading the input' {

@@ -352,3 +352,5 @@ foreach ($kind in $Compression) {
 }
 
 #endregion
+
+if (Test-Path (Join-Path $PSScriptRoot 'Bench/Qcow2.ps1')) { & (Join-Path $PSScriptRoot 'Bench/Qcow2.ps1') -ModulePath $ModulePath -TestKitPath $TestKitPath -Repetitions $Repetitions -ImageSize $ImageSize -DataFraction $DataFraction -WorkPath (Join-Path $WorkPath 'qcow2') } # qcow2 inputs (issue 11)

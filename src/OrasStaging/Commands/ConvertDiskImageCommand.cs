@@ -34,6 +34,10 @@ public sealed class ConvertDiskImageCommand : FileInputCmdletBase
     [Parameter]
     public string? QemuImgPath { get; set; }
 
+    /// <summary>qcow2 to qcow2: write a new image through the reader instead of copying the input as is.</summary>
+    [Parameter]
+    public SwitchParameter Reencode { get; set; }
+
     private protected override FileJob Plan(string input)
     {
         string destination = ResolveOutputPath(DestinationPath);
@@ -42,6 +46,7 @@ public sealed class ConvertDiskImageCommand : FileInputCmdletBase
             Format = DiskImageFormats.Choose(destination, Format, otherExtension: null),
             GrowBy = GrowBy,
             Size = Size,
+            Reencode = Reencode,
             QemuImgPath = QemuImgPath is null ? null : ResolveOutputPath(QemuImgPath),
             DisplayName = System.IO.Path.GetFileName(destination),
         };

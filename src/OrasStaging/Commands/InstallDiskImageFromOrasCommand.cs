@@ -68,6 +68,10 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
     [ValidateRange(1, long.MaxValue)]
     public long? Size { get; set; }
 
+    /// <summary>A qcow2 layer to a qcow2 target: write a new image through the reader instead of copying it as is.</summary>
+    [Parameter]
+    public SwitchParameter Reencode { get; set; }
+
     /// <summary>os/arch[/variant] to choose from an index.</summary>
     [Parameter]
     [ArgumentCompleter(typeof(PlatformCompleter))]
@@ -173,7 +177,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
         {
             var parsed = ImageReference.Parse(reference);
             string fullPath = ResolveOutputPath(path);
-            var writer = DiskImageStagingWriter.ForTarget(fullPath, Format, GrowBy, Size);
+            var writer = DiskImageStagingWriter.ForTarget(fullPath, Format, GrowBy, Size, Reencode);
             string format = writer.Format.Name();
 
             var request = new InstallRequest

@@ -113,7 +113,7 @@ public static class DiskImageConverter
     /// <summary>
     /// A qcow2 input to a native target, with no qemu-img. A local uncompressed file is checked in full, then
     /// copied as is (and grown in place) or decoded by random access with no temporary file; a compressed one
-    /// goes through the stream path, which spools it once beside the target when it must be decoded.
+    /// goes through the stream path, which decodes it as it comes (spooling only data that precedes its tables).
     /// </summary>
     private static async Task<DiskWriteResult> ConvertQcow2Async(
         string inputPath, CompressionKind kind, bool tar, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct)
@@ -122,7 +122,7 @@ public static class DiskImageConverter
         if (kind == CompressionKind.None && !tar)
         {
             using var image = Qcow2.Qcow2Image.Open(inputPath);
-            if (options.Format != DiskImageFormat.Qcow2)
+            if (!Qcow2Input.KeepsInput(options))
             {
                 return await Task.Run(() => Qcow2Input.Decode(image, outputPath, options, sink, ct), ct).ConfigureAwait(false);
             }
@@ -130,9 +130,9 @@ public static class DiskImageConverter
             Qcow2Input.TargetSize(image.VirtualSize, options, image.Header);
         }
 
-        sink.Verbose(options.Format == DiskImageFormat.Qcow2
+        sink.Verbose(Qcow2Input.KeepsInput(options)
             ? "The input is qcow2 and so is the target: copying it as is" + (options.GrowBy != 0 || options.Size is not null ? ", then growing it in place." : ".")
-            : "The input is a compressed qcow2: decoding it natively.");
+            : $"The input is a compressed qcow2: decoding it natively to {options.Format.Name()} as it is decompressed.");
         await using var input = OpenRead(inputPath);
         return await DiskImageWriter.WriteAsync(input, outputPath, options, sink, ct).ConfigureAwait(false);
     }

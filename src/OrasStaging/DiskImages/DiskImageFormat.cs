@@ -75,6 +75,12 @@ public sealed class DiskWriteOptions
     public string? QemuImgPath { get; set; }
 
     /// <summary>
+    /// A qcow2 input to a qcow2 target is written anew through the reader (64 KiB clusters, uncompressed, no
+    /// snapshots, zero clusters dropped) instead of being copied as is and grown in place. No effect otherwise.
+    /// </summary>
+    public bool Reencode { get; set; }
+
+    /// <summary>
     /// The decoded size the artifact declares (e.g. io.kubevirt.disk.size), when it states one: decoding past it is
     /// CorruptInput at once. Null when nothing is declared; -Size and the free space still bound the output.
     /// </summary>

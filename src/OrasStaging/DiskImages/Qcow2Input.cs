@@ -17,6 +17,9 @@ internal static class Qcow2Input
     public static Qcow2Header CheckHead(ReadOnlySpan<byte> head, long? fileLength) =>
         Qcow2Header.Parse(head[..Math.Min(head.Length, 2 << 20)], fileLength ?? long.MaxValue);
 
+    /// <summary>Whether a qcow2 input is copied as is (and grown in place): a qcow2 target without Reencode.</summary>
+    public static bool KeepsInput(DiskWriteOptions options) => options.Format == DiskImageFormat.Qcow2 && !options.Reencode;
+
     /// <summary>The virtual size of the output for a qcow2 of <paramref name="inputSize"/> bytes: kept exactly when nothing asks for growth.</summary>
     public static long TargetSize(long inputSize, DiskWriteOptions options, Qcow2Header? growing = null)
     {
@@ -80,48 +83,64 @@ internal static class Qcow2Input
 }
 
 /// <summary>
-/// The target of a qcow2 input read from a stream: the bytes are copied densely, either into the output itself
-/// (qcow2 kept, then grown in place) or, for any other target, into one spool file in the target's folder that
-/// the reader then decodes from and that is deleted after. Nothing is written before the header is checked.
+/// The target of a qcow2 input read from a stream. Kept as qcow2: the bytes are copied densely into the output,
+/// checked, then grown in place. Decoded (raw, fixed VHD, or qcow2 with Reencode): straight through
+/// <see cref="Qcow2StreamDecoder"/> into the image writer, which spools only what arrives before the table
+/// mapping it. Nothing is written before the header is checked.
 /// </summary>
 internal sealed class Qcow2InputTarget : IImageTarget
 {
     private readonly string _outputPath;
     private readonly DiskWriteOptions _options;
     private readonly IOperationSink _sink;
-    private readonly PartialFile? _spool;
-    private readonly FileStream _file;
+    private readonly FileStream? _file;
+    private readonly IImageTarget? _image;
+    private readonly Qcow2StreamDecoder? _decoder;
+    private readonly Qcow2Header _header;
     private readonly long _bound;
-    private readonly long _inputSize;
-    private readonly CancellationToken _ct;
     private long _position;
 
     public Qcow2InputTarget(ReadOnlySpan<byte> head, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct)
     {
-        _ct = ct;
-        var header = Qcow2Input.CheckHead(head, null);
-        _inputSize = header.VirtualSize;
-        Qcow2Input.TargetSize(_inputSize, options, options.Format == DiskImageFormat.Qcow2 ? header : null); // -Size below the input fails before any byte is written.
+        _header = Qcow2Input.CheckHead(head, null);
+        bool keep = Qcow2Input.KeepsInput(options);
+        Qcow2Input.TargetSize(_header.VirtualSize, options, keep ? _header : null); // -Size below the input fails before any byte is written.
         _outputPath = outputPath;
         _options = options;
         _sink = sink;
-        string path = outputPath;
-        if (options.Format != DiskImageFormat.Qcow2)
-        {
-            _spool = PartialFile.HiddenBeside(outputPath, "qcow2");
-            path = _spool.PartialPath;
-            sink.Verbose($"The qcow2 input comes as a stream; spooling it once to {Path.GetFileName(path)} beside the target to decode it by random access (deleted after).");
-        }
 
         // A dense copy writes every decoded byte: it cannot be larger than the free space.
         _bound = DiskSpace.Available(outputPath) ?? long.MaxValue;
-        _file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
+        var file = new FileStream(outputPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
+        if (keep)
+        {
+            _file = file;
+            return;
+        }
+
+        try
+        {
+            _image = options.Format == DiskImageFormat.Qcow2 ? new Qcow2Writer(file) : new RawWriter(file, vhdFooter: options.Format == DiskImageFormat.Vhd);
+            _decoder = new Qcow2StreamDecoder(_header, _image, outputPath, spool => sink.Verbose(
+                $"The qcow2 stream stores data ahead of the tables that map it: spooling that part once to {spool} beside the target (deleted after)."));
+        }
+        catch
+        {
+            (_image ?? (IDisposable)file).Dispose();
+            throw;
+        }
     }
 
     public DiskImageFormat Format => _options.Format;
 
     public void Append(byte[] buffer, int count)
     {
+        if (_decoder is not null)
+        {
+            _decoder.Append(buffer, count);
+            return;
+        }
+
         if (count > _bound - _position)
         {
             throw new OrasStagingException(ErrorCode.InsufficientSpace,
@@ -129,33 +148,38 @@ internal sealed class Qcow2InputTarget : IImageTarget
                 "Free space on that file system or stage elsewhere.");
         }
 
-        RandomAccess.Write(_file.SafeFileHandle, buffer.AsSpan(0, count), _position);
+        RandomAccess.Write(_file!.SafeFileHandle, buffer.AsSpan(0, count), _position);
         _position += count;
     }
 
     public (long VirtualSize, long FileSize) Finish(long decodedLength, long virtualSize)
     {
-        _file.Flush(flushToDisk: true);
-        if (_spool is null)
+        if (_decoder is not null)
         {
-            _file.Dispose();
-            using (Qcow2Image.Open(_outputPath))
-            {
-                // The whole mapping is checked before the copy is grown or handed back.
-            }
-
-            long size = Qcow2Input.GrowInPlace(_outputPath, _inputSize, _options, _sink);
-            return (size, new FileInfo(_outputPath).Length);
+            _decoder.End();
+            long size = Qcow2Input.TargetSize(_header.VirtualSize, _options);
+            var result = _image!.Finish(_header.VirtualSize, size);
+            _sink.Verbose(_decoder.SpooledBytes == 0
+                ? $"Decoded the qcow2 stream directly to {_options.Format.Name()}, without a spool (its tables precede the data they map; peak {Units.Bytes(_decoder.PeakMemory)} held in memory)."
+                : $"Decoded the qcow2 stream to {_options.Format.Name()} with {Units.Bytes(_decoder.SpooledBytes)} spooled beside the target.");
+            return result;
         }
 
-        using var image = Qcow2Image.Open(_file.SafeFileHandle, ownsHandle: false);
-        var result = Qcow2Input.Decode(image, _outputPath, _options, _sink, _ct);
-        return (result.VirtualSize, result.FileSize);
+        _file!.Flush(flushToDisk: true);
+        _file.Dispose();
+        using (Qcow2Image.Open(_outputPath))
+        {
+            // The whole mapping is checked before the copy is grown or handed back.
+        }
+
+        long grown = Qcow2Input.GrowInPlace(_outputPath, _header.VirtualSize, _options, _sink);
+        return (grown, new FileInfo(_outputPath).Length);
     }
 
     public void Dispose()
     {
-        _file.Dispose();
-        _spool?.Dispose();
+        _decoder?.Dispose();
+        _image?.Dispose();
+        _file?.Dispose();
     }
 }

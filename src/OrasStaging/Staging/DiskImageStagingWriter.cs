@@ -15,12 +15,13 @@ internal sealed class DiskImageStagingWriter : IStagingWriter
     }
 
     /// <summary>The writer for an image at <paramref name="path"/>: -Format, else the extension's, else qcow2.</summary>
-    public static DiskImageStagingWriter ForTarget(string path, DiskImageFormat? format, long growBy, long? size) =>
+    public static DiskImageStagingWriter ForTarget(string path, DiskImageFormat? format, long growBy, long? size, bool reencode = false) =>
         new(new DiskWriteOptions
         {
             Format = DiskImageFormats.Choose(path, format, otherExtension: DiskImageFormat.Qcow2),
             GrowBy = growBy,
             Size = size,
+            Reencode = reencode,
         });
 
     public DiskImageFormat Format => _options.Format;

@@ -21,6 +21,9 @@ public class Qcow2InputTests
         { "c4k", ["-o", "cluster_size=4096"], true },
         { "c2m-zlib", ["-c", "-o", "cluster_size=2M"], false },
         { "v2-zlib", ["-c", "-o", "compat=0.10"], true },
+        { "c64k", ["-o", "cluster_size=65536"], true },
+        { "snapshot", ["-o", "cluster_size=4096"], true },  // an internal snapshot, then the active layer rewritten
+        { "allzero", ["-c"], true },
     };
 
     private static DiskWriteOptions Options(TempDir dir, DiskImageFormat format, long grow = 0) =>
@@ -29,7 +32,23 @@ public class Qcow2InputTests
     private static string Make(TempDir dir, string name, string[] options, bool compressed, out string raw)
     {
         raw = Qcow2Fixtures.Raw(dir, (9L << 20) + 1536, seed: name.Length);
+        if (name == "allzero")
+        {
+            File.WriteAllBytes(raw, new byte[(9L << 20) + 1536]);
+        }
+
         string qcow2 = Qcow2Fixtures.Convert(dir, raw, name + ".qcow2", options);
+        if (name == "snapshot")
+        {
+            // The snapshot keeps the old clusters; the active layer gets new ones: the raw image is rewritten to match.
+            Qcow2Fixtures.Qemu("snapshot", "-c", "before", qcow2);
+            var (code, output) = ImageTools.Run("qemu-io", "-f", "qcow2", "-c", "write -P 0x77 100k 300k", qcow2);
+            Assert.True(code == 0, output);
+            using var f = new FileStream(raw, FileMode.Open, FileAccess.Write);
+            f.Position = 100 << 10;
+            f.Write(Enumerable.Repeat((byte)0x77, 300 << 10).ToArray());
+        }
+
         return compressed ? TestInputs.Compressed(dir, "zstd", qcow2, ".zst", "-q") : qcow2;
     }
 
@@ -65,7 +84,7 @@ public class Qcow2InputTests
     }
 
     [Fact]
-    public async Task AStreamedQcow2IsSpooledOnceBesideTheTargetAndTheSpoolIsDeleted()
+    public async Task AStreamedQcow2FromQemuImgConvertIsDecodedWithNoSpool()
     {
         using var dir = new TempDir();
         string input = Make(dir, "zlib", ["-c"], compressed: true, out string raw);
@@ -77,7 +96,8 @@ public class Qcow2InputTests
         }
 
         Assert.Equal(File.ReadAllBytes(raw), File.ReadAllBytes(output));
-        Assert.Contains(sink.Lines, l => l.Contains("spooling it once", StringComparison.Ordinal));
+        Assert.Contains(sink.Lines, l => l.StartsWith("Decoded the qcow2 stream directly", StringComparison.Ordinal));
+        Assert.DoesNotContain(sink.Lines, l => l.Contains("spooling", StringComparison.Ordinal));
         Assert.Empty(Directory.GetFiles(dir.Path, ".*"));
     }
 
@@ -90,6 +110,31 @@ public class Qcow2InputTests
         var r = await DiskImageConverter.ExpandFileAsync(input, output, NullOperationSink.Instance, _timeout, format: DiskImageFormat.Raw);
         Assert.Equal(DiskImageFormat.Raw, r.Format);
         Assert.Equal(File.ReadAllBytes(raw), File.ReadAllBytes(output));
+    }
+
+    [Theory]
+    [InlineData("c4k-zlib", false)]
+    [InlineData("c4k-zlib", true)]
+    public async Task ReencodeWritesANewQcow2ThroughTheReader(string name, bool compressed)
+    {
+        using var dir = new TempDir();
+        string input = Make(dir, name, ["-c", "-o", "cluster_size=4096"], compressed, out string raw);
+        long size = new FileInfo(raw).Length;
+        var options = Options(dir, DiskImageFormat.Qcow2, Grow);
+        options.Reencode = true;
+        var sink = new ListSink();
+        var q = await DiskImageConverter.ConvertFileAsync(input, dir.File("o.qcow2"), options, sink, _timeout);
+
+        long grown = TestInputs.RoundUp(size, 512) + Grow;
+        Assert.Equal(grown, q.VirtualSize);
+        Assert.Equal(grown, ImageTools.VirtualSize(dir.File("o.qcow2"), "qcow2"));
+        ImageTools.AssertCheckClean(dir.File("o.qcow2"));
+        Assert.DoesNotContain(sink.Lines, l => l.Contains("Grew the qcow2 in place", StringComparison.Ordinal));
+        // Written by our writer: 64 KiB clusters, where the input had 4 KiB ones.
+        Assert.Contains("\"cluster-size\": 65536", Qcow2Fixtures.Qemu("info", "--output=json", "-f", "qcow2", dir.File("o.qcow2")));
+        Qcow2Fixtures.Qemu("resize", "-f", "raw", raw, grown.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        ImageTools.AssertIdentical(raw, dir.File("o.qcow2"), "qcow2");
+        Assert.Empty(Directory.GetFiles(dir.Path, ".*"));
     }
 
     /// <summary>A qcow2 overlay whose backing file is a host file: qemu-img would copy its bytes into the output.</summary>

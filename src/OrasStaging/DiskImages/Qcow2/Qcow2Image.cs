@@ -96,51 +96,72 @@ internal sealed class Qcow2Image : IDisposable
         var offsets = new long[needed];
         var seen = new HashSet<long>();
         var raw = new byte[cs];
-        int perL2 = (int)(cs / (h.ExtendedL2 ? 16 : 8));
-        long clusters = (h.VirtualSize + cs - 1) / cs;
         for (long i = 0; i < needed; i++)
         {
-            ulong e = BinaryPrimitives.ReadUInt64BigEndian(l1.AsSpan((int)(i * 8)));
-            if ((e & L1Reserved) != 0)
-            {
-                throw Qcow2Header.Corrupt($"L1 entry {i} has reserved bits set (0x{e:X16})");
-            }
-
-            long at = (long)(e & OffsetMask);
-            if (at == 0 && (e & L2Copied) != 0)
-            {
-                throw Qcow2Header.Corrupt($"L1 entry {i} points at the header");
-            }
-
+            long at = L2Offset(h, BinaryPrimitives.ReadUInt64BigEndian(l1.AsSpan((int)(i * 8))), i, fileLength, seen);
             if (at == 0)
             {
                 continue;
             }
 
-            h.CheckTable($"L2 table of L1 entry {i}", at, cs, fileLength);
-            if (!seen.Add(at))
-            {
-                throw Qcow2Header.Corrupt($"L1 entry {i} points at an L2 table another entry already uses");
-            }
-
             ReadExactly(handle, raw, at);
-            int used = (int)Math.Min(perL2, clusters - (i * perL2));
-            var table = new ulong[used * (h.ExtendedL2 ? 2 : 1)];
-            for (int k = 0; k < table.Length; k++)
-            {
-                table[k] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(k * 8));
-            }
-
-            for (int k = 0; k < used; k++)
-            {
-                CheckL2Entry(h, table, k, fileLength, (i * perL2) + k);
-            }
-
-            tables[i] = table;
+            tables[i] = ParseL2(h, raw, i, fileLength);
             offsets[i] = at;
         }
 
         return (tables, offsets);
+    }
+
+    /// <summary>
+    /// The L2 table offset of L1 entry <paramref name="i"/> (0: unallocated), checked: reserved bits, the header,
+    /// bounds (<paramref name="fileLength"/> is long.MaxValue for a stream, whose end is checked when it comes) and reuse.
+    /// </summary>
+    internal static long L2Offset(Qcow2Header h, ulong e, long i, long fileLength, HashSet<long> seen)
+    {
+        if ((e & L1Reserved) != 0)
+        {
+            throw Qcow2Header.Corrupt($"L1 entry {i} has reserved bits set (0x{e:X16})");
+        }
+
+        long at = (long)(e & OffsetMask);
+        if (at == 0 && (e & L2Copied) != 0)
+        {
+            throw Qcow2Header.Corrupt($"L1 entry {i} points at the header");
+        }
+
+        if (at == 0)
+        {
+            return 0;
+        }
+
+        h.CheckTable($"L2 table of L1 entry {i}", at, h.ClusterSize, fileLength);
+        if (!seen.Add(at))
+        {
+            throw Qcow2Header.Corrupt($"L1 entry {i} points at an L2 table another entry already uses");
+        }
+
+        return at;
+    }
+
+    /// <summary>The used entries of the L2 table of L1 entry <paramref name="i"/> from its raw cluster, each checked.</summary>
+    internal static ulong[] ParseL2(Qcow2Header h, ReadOnlySpan<byte> raw, long i, long fileLength)
+    {
+        long cs = h.ClusterSize;
+        int perL2 = (int)(cs / (h.ExtendedL2 ? 16 : 8));
+        long clusters = (h.VirtualSize + cs - 1) / cs;
+        int used = (int)Math.Min(perL2, clusters - (i * perL2));
+        var table = new ulong[used * (h.ExtendedL2 ? 2 : 1)];
+        for (int k = 0; k < table.Length; k++)
+        {
+            table[k] = BinaryPrimitives.ReadUInt64BigEndian(raw[(k * 8)..]);
+        }
+
+        for (int k = 0; k < used; k++)
+        {
+            CheckL2Entry(h, table, k, fileLength, (i * perL2) + k);
+        }
+
+        return table;
     }
 
     private static void CheckL2Entry(Qcow2Header h, ulong[] table, int k, long fileLength, long guestCluster)
@@ -224,52 +245,68 @@ internal sealed class Qcow2Image : IDisposable
     {
         long cs = ClusterSize;
         end = Math.Min(end, ClusterCount);
+        var into = new List<Qcow2Segment>(32);
         for (long g = first; g < end; g++)
         {
-            long guest = g * cs;
-            long length = Math.Min(cs, VirtualSize - guest);
-            ulong[]? table = _l2[g / EntriesPerL2];
-            int k = (int)(g % EntriesPerL2);
-            if (table is null)
+            into.Clear();
+            EntrySegments(Header, _l2[g / EntriesPerL2], g, into);
+            foreach (var s in into)
             {
-                yield return new Qcow2Segment(guest, length, Qcow2SegmentKind.Zero, 0, 0);
-                continue;
+                yield return s;
             }
+        }
+    }
 
-            ulong e = table[Header.ExtendedL2 ? 2 * k : k];
-            long offset = (long)(e & OffsetMask);
-            if ((e & L2Compressed) != 0)
+    /// <summary>
+    /// Appends the segments of guest cluster <paramref name="g"/>, clipped to the virtual size, given the checked
+    /// L2 table of its L1 entry (null: unallocated). One per cluster, or per run of like subclusters.
+    /// </summary>
+    internal static void EntrySegments(Qcow2Header h, ulong[]? table, long g, List<Qcow2Segment> into)
+    {
+        long cs = h.ClusterSize;
+        long guest = g * cs;
+        long length = Math.Min(cs, h.VirtualSize - guest);
+        int perL2 = (int)(cs / (h.ExtendedL2 ? 16 : 8));
+        int k = (int)(g % perL2);
+        if (table is null)
+        {
+            into.Add(new Qcow2Segment(guest, length, Qcow2SegmentKind.Zero, 0, 0));
+            return;
+        }
+
+        ulong e = table[h.ExtendedL2 ? 2 * k : k];
+        long offset = (long)(e & OffsetMask);
+        if ((e & L2Compressed) != 0)
+        {
+            var (host, clen) = CompressedRange(h, e);
+            into.Add(new Qcow2Segment(guest, length, Qcow2SegmentKind.Compressed, host, clen));
+        }
+        else if (!h.ExtendedL2)
+        {
+            bool zero = offset == 0 || (e & L2ZeroFlag) != 0;
+            into.Add(new Qcow2Segment(guest, length, zero ? Qcow2SegmentKind.Zero : Qcow2SegmentKind.Data, zero ? 0 : offset, 0));
+        }
+        else
+        {
+            uint allocated = (uint)table[(2 * k) + 1];
+            long sub = cs / 32;
+            for (int s = 0; s < 32;)
             {
-                var (host, clen) = CompressedRange(Header, e);
-                yield return new Qcow2Segment(guest, length, Qcow2SegmentKind.Compressed, host, clen);
-            }
-            else if (!Header.ExtendedL2)
-            {
-                bool zero = offset == 0 || (e & L2ZeroFlag) != 0;
-                yield return new Qcow2Segment(guest, length, zero ? Qcow2SegmentKind.Zero : Qcow2SegmentKind.Data, zero ? 0 : offset, 0);
-            }
-            else
-            {
-                uint allocated = (uint)table[(2 * k) + 1];
-                long sub = cs / 32;
-                for (int s = 0; s < 32;)
+                bool data = (allocated & (1u << s)) != 0;
+                int t = s + 1;
+                while (t < 32 && ((allocated & (1u << t)) != 0) == data)
                 {
-                    bool data = (allocated & (1u << s)) != 0;
-                    int t = s + 1;
-                    while (t < 32 && ((allocated & (1u << t)) != 0) == data)
-                    {
-                        t++;
-                    }
-
-                    long start = s * sub;
-                    if (start < length)
-                    {
-                        long len = Math.Min(t * sub, length) - start;
-                        yield return new Qcow2Segment(guest + start, len, data ? Qcow2SegmentKind.Data : Qcow2SegmentKind.Zero, data ? offset + start : 0, 0);
-                    }
-
-                    s = t;
+                    t++;
                 }
+
+                long start = s * sub;
+                if (start < length)
+                {
+                    long len = Math.Min(t * sub, length) - start;
+                    into.Add(new Qcow2Segment(guest + start, len, data ? Qcow2SegmentKind.Data : Qcow2SegmentKind.Zero, data ? offset + start : 0, 0));
+                }
+
+                s = t;
             }
         }
     }

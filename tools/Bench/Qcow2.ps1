@@ -1,0 +1,170 @@
+#!/usr/bin/env pwsh
+<#
+.SYNOPSIS
+    qcow2 inputs (issue 11): the native reader and in-place growth side by side with qemu-img, with ratios.
+
+.DESCRIPTION
+    Called by tools/Invoke-Benchmark.ps1 (or alone). It generates a realistic raw image with the test kit's
+    DiskImageGenerator, makes it a zlib-compressed qcow2 with 'qemu-img convert -c' (what cloud images and
+    KubeVirt containerDisks hold) and a .qcow2.zst of it (podman machine, CoreOS), then alternates Repetitions
+    times, each in a new process under GNU time, with the work folder polled for the peak disk used:
+
+      raw   ours      Convert-DiskImage disk.qcow2 disk.raw (native reader, random access)
+      raw   qemu-img  qemu-img convert -f qcow2 -O raw
+      zst   ours      Expand-DiskImage disk.qcow2.zst disk.raw (decoded as it streams: no spool expected)
+      zst   qemu-img  zstd -dc to a .qcow2, then qemu-img convert -O raw (qemu-img needs a file)
+      +8G   ours      Convert-DiskImage disk.qcow2 grown.qcow2 -GrowBy 8GB (copy, then growth in place)
+      +8G   ours full Convert-DiskImage ... -GrowBy 8GB -Reencode (a full rewrite through the reader)
+      +8G   qemu-img  qemu-img convert -O qcow2, then qemu-img resize +8G
+
+    It prints the median of each and the ratios the issue sets as targets: ours/qemu-img <= 0.7 for the
+    conversion to raw, growth in place <= 0.05 x a full conversion.
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory)] [string] $ModulePath,
+    [Parameter(Mandatory)] [string] $TestKitPath,
+    [ValidateRange(1, 100)] [int] $Repetitions = 3,
+    [long] $ImageSize = 2GB,
+    [double] $DataFraction = 0.32,
+    [string] $WorkPath = (Join-Path ([IO.Path]::GetTempPath()) 'orasstaging-bench-qcow2')
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+
+foreach ($tool in 'qemu-img', 'zstd', 'du', '/usr/bin/time') {
+    if (-not (Get-Command $tool -ErrorAction Ignore)) { throw "The qcow2 benchmark needs '$tool'." }
+}
+
+$ModulePath = (Resolve-Path $ModulePath).Path
+$TestKitPath = (Resolve-Path $TestKitPath).Path
+$null = New-Item -ItemType Directory -Force $WorkPath
+$WorkPath = (Resolve-Path $WorkPath).Path
+$SourcePath = Join-Path $WorkPath 'source'
+$RunPath = Join-Path $WorkPath 'run'
+$null = New-Item -ItemType Directory -Force $SourcePath, $RunPath
+
+$PwshPath = [Environment]::ProcessPath
+$PwshPrefix = @()
+if ((Split-Path $PwshPath -Leaf) -like 'dotnet*') { $PwshPrefix = @([Environment]::GetCommandLineArgs()[0]) }
+
+function Get-AllocatedBytes([string] $Path) {
+    if (-not (Test-Path $Path)) { return 0 }
+    [long]((& du -sB1 $Path 2>$null) -split '\s+')[0]
+}
+
+function Measure-Run {
+    # One process under GNU time; wall seconds, peak RSS and the peak disk of the run folder beyond the final image.
+    param([string] $Mode, [string] $FilePath, [string[]] $Arguments, [string] $FinalImage)
+    Get-ChildItem $RunPath -Force | Remove-Item -Recurse -Force
+    Remove-Item $InnerLog -ErrorAction Ignore
+    $timeLog = Join-Path $WorkPath 'time.log'
+    $diskLog = Join-Path $WorkPath 'disk.log'
+    Remove-Item $diskLog -ErrorAction Ignore
+    $poll = [Diagnostics.ProcessStartInfo]::new('bash')
+    $poll.ArgumentList.Add('-c')
+    $poll.ArgumentList.Add("while :; do du -sB1 '$RunPath' 2>/dev/null | cut -f1 >> '$diskLog'; sleep 0.1; done")
+    $poller = [Diagnostics.Process]::Start($poll)
+    $psi = [Diagnostics.ProcessStartInfo]::new('/usr/bin/time')
+    foreach ($a in @('-f', '%e %M', '-o', $timeLog, $FilePath) + $Arguments) { $psi.ArgumentList.Add($a) }
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    $clock = [Diagnostics.Stopwatch]::StartNew()
+    $process = [Diagnostics.Process]::Start($psi)
+    $stdout = $process.StandardOutput.ReadToEndAsync()
+    $stderr = $process.StandardError.ReadToEndAsync()
+    if (-not $process.WaitForExit(1800000)) { $process.Kill($true); throw "$Mode did not finish in 30 minutes." }
+    $process.WaitForExit()
+    $seconds = $clock.Elapsed.TotalSeconds
+    $poller.Kill()
+    $null = $poller.WaitForExit(5000)
+    if ($process.ExitCode -ne 0) { throw "$Mode failed with exit code $($process.ExitCode): $($stderr.Result) $($stdout.Result)" }
+    $peak = @(Get-Content $diskLog -ErrorAction Ignore | Where-Object { $_ -match '^\d+$' } | ForEach-Object { [long]$_ }) + @(0) |
+        Measure-Object -Maximum
+    $fields = (Get-Content $timeLog | Select-Object -Last 1) -split ' '
+    [pscustomobject]@{
+        Mode        = $Mode
+        Seconds     = [math]::Round($seconds, 2)
+        WorkSeconds = if (Test-Path $InnerLog) { [math]::Round([double](Get-Content $InnerLog), 2) } else { [math]::Round($seconds, 2) }
+        PeakRssMB   = [math]::Round([double]$fields[1] / 1024, 1)
+        ExtraDiskMB = [math]::Round([math]::Max(0, $peak.Maximum - (Get-AllocatedBytes $FinalImage)) / 1MB, 1)
+        ImageMB     = [math]::Round((Get-AllocatedBytes $FinalImage) / 1MB, 1)
+    }
+}
+
+function Get-Median([double[]] $Values) {
+    $sorted = @($Values | Sort-Object)
+    $n = $sorted.Count
+    if ($n % 2) { $sorted[[int][math]::Floor($n / 2)] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
+}
+
+# The source: a realistic raw image, as a zlib-compressed qcow2 and that qcow2 zstd-compressed.
+$env:ORASSTAGING_TESTKIT = $TestKitPath
+Import-Module (Join-Path $PSScriptRoot '../../tests/TestKit.psm1') -Force
+$raw = Join-Path $SourcePath "realistic-$ImageSize-$DataFraction.img"
+if (-not (Test-Path $raw)) {
+    Write-Host "Generating a $([math]::Round($ImageSize / 1GB, 2)) GiB realistic image ($([int]($DataFraction * 100)) % data clusters) ..."
+    $null = New-TestDiskImage -Path $raw -Size $ImageSize -Seed 7 -Shape Realistic -DataFraction $DataFraction -TimeoutSeconds 1200
+}
+
+$qcow2 = Join-Path $SourcePath "realistic-$ImageSize-$DataFraction.zlib.qcow2"
+if (-not (Test-Path $qcow2)) {
+    & qemu-img convert -c -f raw -O qcow2 $raw $qcow2
+    if ($LASTEXITCODE -ne 0) { throw 'qemu-img convert -c failed.' }
+}
+
+$zst = "$qcow2.zst"
+if (-not (Test-Path $zst)) {
+    & zstd -q -T0 -f $qcow2 -o $zst
+    if ($LASTEXITCODE -ne 0) { throw 'zstd failed.' }
+}
+
+Write-Host ("Source: {0:N0} MiB raw ({1:N0} MiB allocated), zlib qcow2 {2:N0} MiB, .qcow2.zst {3:N0} MiB" -f ($ImageSize / 1MB),
+    ((Get-AllocatedBytes $raw) / 1MB), ((Get-Item $qcow2).Length / 1MB), ((Get-Item $zst).Length / 1MB))
+
+$outRaw = Join-Path $RunPath 'disk.raw'
+$outQcow2 = Join-Path $RunPath 'grown.qcow2'
+$tmpQcow2 = Join-Path $RunPath 'decompressed.qcow2'
+# Ours runs in a new pwsh; the child also notes the seconds of the cmdlet alone (after pwsh start and Import-Module).
+$InnerLog = Join-Path $WorkPath 'inner.txt'
+function Ours([string] $Command) {
+    , ($PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command',
+            "Import-Module '$ModulePath'; `$clock = [Diagnostics.Stopwatch]::StartNew(); `$null = $Command -ErrorAction Stop; " +
+            "Set-Content '$InnerLog' `$clock.Elapsed.TotalSeconds.ToString([cultureinfo]::InvariantCulture)"))
+}
+
+$results = [Collections.Generic.List[object]]::new()
+for ($rep = 1; $rep -le $Repetitions; $rep++) {
+    $results.Add((Measure-Run 'raw ours' $PwshPath (Ours "Convert-DiskImage '$qcow2' '$outRaw'") $outRaw))
+    $results.Add((Measure-Run 'raw qemu-img' 'qemu-img' @('convert', '-f', 'qcow2', '-O', 'raw', $qcow2, $outRaw) $outRaw))
+    $results.Add((Measure-Run 'zst ours (stream)' $PwshPath (Ours "Expand-DiskImage '$zst' '$outRaw'") $outRaw))
+    $results.Add((Measure-Run 'zst qemu-img' 'bash' @('-c', "zstd -dc -q '$zst' > '$tmpQcow2' && qemu-img convert -f qcow2 -O raw '$tmpQcow2' '$outRaw' && rm '$tmpQcow2'") $outRaw))
+    $results.Add((Measure-Run '+8G ours in place' $PwshPath (Ours "Convert-DiskImage '$qcow2' '$outQcow2' -GrowBy 8GB") $outQcow2))
+    $results.Add((Measure-Run '+8G ours -Reencode' $PwshPath (Ours "Convert-DiskImage '$qcow2' '$outQcow2' -GrowBy 8GB -Reencode") $outQcow2))
+    $results.Add((Measure-Run '+8G qemu-img' 'bash' @('-c', "qemu-img convert -f qcow2 -O qcow2 '$qcow2' '$outQcow2' && qemu-img resize -q '$outQcow2' +8G") $outQcow2))
+    Write-Host (("qcow2 rep {0}: " -f $rep) + (($results | Select-Object -Last 7 | ForEach-Object { '{0} {1:N2}s' -f $_.Mode, $_.WorkSeconds }) -join ', '))
+}
+
+Get-ChildItem $RunPath -Force | Remove-Item -Recurse -Force
+$summary = $results | Group-Object Mode | ForEach-Object {
+    [pscustomobject]@{
+        Mode          = $_.Name
+        Runs          = $_.Count
+        MedianSeconds = [math]::Round((Get-Median ($_.Group.Seconds)), 2)
+        MedianWork    = [math]::Round((Get-Median ($_.Group.WorkSeconds)), 2)
+        PeakRssMB     = ($_.Group.PeakRssMB | Measure-Object -Maximum).Maximum
+        ExtraDiskMB   = ($_.Group.ExtraDiskMB | Measure-Object -Maximum).Maximum
+        ImageMB       = $_.Group[0].ImageMB
+    }
+}
+Write-Host "qcow2 inputs, medians over $Repetitions repetitions:"
+$summary | Format-Table -AutoSize | Out-Host
+# Ratios on the work alone: qemu-img's process start is a few ms, a pwsh start and Import-Module is not what is compared.
+Write-Host 'MedianSeconds is the whole process; MedianWork is the cmdlet alone for ours (the same as MedianSeconds for qemu-img); ratios use MedianWork.'
+function Get-Seconds($Mode) { ($summary | Where-Object Mode -eq $Mode).MedianWork }
+Write-Host ("qcow2 -> raw: ours/qemu-img {0:N2} from a file, {1:N2} from a .qcow2.zst (target <= 0.7)" -f
+    ((Get-Seconds 'raw ours') / (Get-Seconds 'raw qemu-img')), ((Get-Seconds 'zst ours (stream)') / (Get-Seconds 'zst qemu-img')))
+Write-Host ("qcow2 +8 GiB: growth in place / qemu-img convert+resize {0:N3}, / our full rewrite {1:N3} (target <= 0.05); our rewrite / qemu-img {2:N2}" -f
+    ((Get-Seconds '+8G ours in place') / (Get-Seconds '+8G qemu-img')), ((Get-Seconds '+8G ours in place') / (Get-Seconds '+8G ours -Reencode')),
+    ((Get-Seconds '+8G ours -Reencode') / (Get-Seconds '+8G qemu-img')))
