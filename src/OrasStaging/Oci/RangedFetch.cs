@@ -8,7 +8,7 @@ namespace OrasStaging.Oci;
 /// <see cref="RegistryOptions.ConnectionLimit"/> workers at once and handed on in order (hashed, then written)
 /// through a <see cref="ReorderBuffer"/>, so the digest check and the decoder see one ordered stream and memory stays
 /// at <see cref="Window"/> x <see cref="ChunkSize"/>. Why: one TCP connection to a CDN is often capped far below the
-/// link (issue 12). The first range is a probe: a server that ignores Range, or answers another range or length,
+/// link (issue 12). The first range fetched is a probe: a server that ignores Range, or answers another range or length,
 /// makes <see cref="RunAsync"/> return where the ordered bytes end, and the caller's single-connection loop goes on
 /// from there; later ranges that do the same stop the workers the same way, without losing a delivered byte.
 /// Each range resumes on its own after a drop (the retry policy's count and backoff); a Retry-After pauses every
@@ -28,15 +28,18 @@ internal sealed partial class RangedFetch
     private readonly string _activity;
     private readonly object _gate = new();
     private readonly List<Task> _workers = new();
+    private readonly IRangeStore? _store;
     private Uri? _cdn;
     private int _allowed;
     private int _running;
     private long _pauseUntil;
     private volatile bool _fallback;
+    private bool _probed;
     private Exception? _failure;
 
-    public RangedFetch(RegistryTransport transport, IOperationSink sink, OrasImage image, Uri blobUri, string activity)
+    public RangedFetch(RegistryTransport transport, IOperationSink sink, OrasImage image, Uri blobUri, string activity, IRangeStore? store = null)
     {
+        _store = store;
         _transport = transport;
         _sink = sink;
         _image = image;
@@ -150,9 +153,25 @@ internal sealed partial class RangedFetch
                 long end = Math.Min(size, from + ChunkSize);
                 var pieces = new List<(byte[] Buffer, int Count)>();
                 bool whole = false;
+                bool local = _store?.IsStored(from, end - from) == true;
                 try
                 {
-                    whole = await FetchRangeAsync(from, end, pieces, stop.Token).ConfigureAwait(false);
+                    if (local)
+                    {
+                        // Kept by an earlier run: read back for the in-order hash, not fetched again.
+                        await _store!.ReadAsync(from, end, pieces, stop.Token).ConfigureAwait(false);
+                        whole = true;
+                    }
+                    else
+                    {
+                        whole = await FetchRangeAsync(from, end, pieces, stop.Token).ConfigureAwait(false);
+                        if (whole && _store is not null)
+                        {
+                            whole = false;
+                            await _store.StoreAsync(from, pieces, stop.Token).ConfigureAwait(false);
+                            whole = true;
+                        }
+                    }
                 }
                 finally
                 {
@@ -169,8 +188,9 @@ internal sealed partial class RangedFetch
                 }
 
                 buffer.Complete(index, pieces);
-                if (id == 0 && index == 0)
+                if (id == 0 && !local && !_probed)
                 {
+                    _probed = true;
                     // The probe held: the server honours Range with the right length, so the others may start.
                     connected();
                     for (int other = 1; other < _allowed; other++)
