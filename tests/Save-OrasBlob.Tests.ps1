@@ -339,6 +339,84 @@ Describe 'Save-OrasBlob (anonymous registry, fault proxy)' {
         Get-Sha $saved | Should -Be $P.digest
     }
 
+    It 'discards a leftover .partial of another blob before resuming (<Case>)' -ForEach @(
+        @{ Case = 'its record names another digest'; Record = $true }
+        @{ Case = 'no record, and its last bytes are not the blob''s'; Record = $false }
+    ) {
+        $dest = New-Dest "leftover-$Record"
+        $partial = Join-Path $dest "$($P.title).partial"
+        $other = [byte[]]::new(400000); [Random]::new(17).NextBytes($other)
+        [IO.File]::WriteAllBytes($partial, $other)
+        if ($Record) {
+            $otherDigest = 'sha256:' + [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData($other)).ToLowerInvariant()
+            @{ digest = $otherDigest; size = $other.Length; chunkSize = 4MB; done = @(0) } | ConvertTo-Json -Compress |
+                Set-Content -LiteralPath "$partial.ranges" -NoNewline
+        }
+        Reset-ProxyStats -Registry $R
+        $verbose = Save-OrasBlob $ViaProxy $dest -CacheServer '' -ErrorAction Stop -Verbose 4>&1 |
+            Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message
+        Get-Sha (Join-Path $dest $P.title) | Should -Be $P.digest
+        ($verbose -match 'starting over') | Should -Not -BeNullOrEmpty
+        ($verbose -match 'did not verify') | Should -BeNullOrEmpty
+        $stats = Get-ProxyStats -Registry $R
+        # Found before resuming: never asked from the leftover's end, and the blob came once (plus the checksum
+        # sidecar and the 1 KiB sample of a partial without a record).
+        @($stats.rangeHeaders) | Should -Not -Contain 'bytes=400000-'
+        $stats.blobBytesSent | Should -BeLessOrEqual ($P.size + 1024 + 4096)
+        Test-Path "$partial.ranges" | Should -BeFalse
+    }
+
+    Context 'a blob fetched as several ranges' {
+        BeforeAll {
+            $script:BigImage = Join-Path $Work 'big.raw'
+            New-TestDiskImage -Path $BigImage -Size 40MB -Seed 21 -Shape Random
+            $script:B = Publish-TestImage -Registry $R -Repository lab/big -Tag v1 -ImagePath $BigImage -Compression none
+            $script:BigRef = "oras://$($R.proxy)/lab/big:v1"
+        }
+
+        It 'writes ranges at their offsets and, after a kill, fetches only the ranges its record does not list' {
+            $dest = New-Dest 'ranged-kill'
+            $ledger = Join-Path $dest "$($B.title).partial.ranges"
+            $chunk = 4MB
+            $chunks = [math]::Ceiling($B.size / $chunk)
+            Set-ProxyFault -Registry $R -Kind Throttle -BytesPerSecond 2MB -Times -1 -PathContains $B.digest | Out-Null
+            Reset-ProxyStats -Registry $R
+            $child = Start-ChildPwsh -Command "Import-Module '$env:ORASSTAGING_MODULE'; Save-OrasBlob '$BigRef' '$dest' -CacheServer ''"
+            try {
+                $deadline = [DateTime]::UtcNow.AddSeconds(90)
+                $done = @()
+                while ($done.Count -lt 3 -and [DateTime]::UtcNow -lt $deadline -and -not $child.HasExited) {
+                    Start-Sleep -Milliseconds 100
+                    try { $done = @((Get-Content -LiteralPath $ledger -Raw -ErrorAction Stop | ConvertFrom-Json).done) } catch { $done = @() }
+                }
+                $child.HasExited | Should -BeFalse
+            }
+            finally { if (-not $child.HasExited) { $child.Kill($true) }; $child.WaitForExit() }
+            Clear-ProxyFault -Registry $R
+            $first = (Get-ProxyStats -Registry $R).blobBytesSent
+            $done = @((Get-Content -LiteralPath $ledger -Raw | ConvertFrom-Json).done)
+            $done.Count | Should -BeGreaterOrEqual 3
+            $done.Count | Should -BeLessThan $chunks
+            # Ranges finish out of order, but only those in flight (one per connection) can be missing below the last one.
+            $max = ($done | Measure-Object -Maximum).Maximum
+            @(0..$max | Where-Object { $_ -notin $done }).Count | Should -BeLessOrEqual 4
+
+            Reset-ProxyStats -Registry $R
+            $file = Save-OrasBlob $BigRef $dest -CacheServer '' -ErrorAction Stop
+            Get-Sha $file.FullName | Should -Be $B.digest
+            $stats = Get-ProxyStats -Registry $R
+            $asked = @($stats.rangeHeaders | Where-Object { $_ } | ForEach-Object { [long]($_ -replace '^bytes=(\d+)-.*$', '$1') })
+            $asked | Should -Not -BeNullOrEmpty
+            foreach ($from in $asked) { [long][math]::Floor($from / $chunk) | Should -Not -BeIn $done }
+            $missing = 0..($chunks - 1) | Where-Object { $_ -notin $done } |
+                ForEach-Object { [math]::Min($chunk, $B.size - $_ * $chunk) } | Measure-Object -Sum
+            # Plus the checksum sidecar; and what both runs fetched is the blob plus at most the ranges in flight at the kill.
+            $stats.blobBytesSent | Should -BeLessOrEqual ($missing.Sum + 4096)
+            ($first + $stats.blobBytesSent) | Should -BeLessOrEqual ($B.size + 4 * $chunk + 1MB)
+            Test-Path $ledger | Should -BeFalse
+        }
+    }
+
     It 'refuses a hostile title and writes nothing outside the destination' {
         $hostile = Publish-TestImage -Registry $R -Repository lab/hostile -Tag latest -ImagePath $Image -Title '../../x'
         $dest = New-Dest 'hostile/inner'

@@ -423,6 +423,34 @@ function Reset-ProxyStats {
     $null = Invoke-RestMethod -Method Post -Uri "$($Registry.controlUrl)/stats/reset" -TimeoutSec 10
 }
 
+function Start-ChildPwsh {
+    <#
+    .SYNOPSIS
+        Starts a script in a new, non-interactive pwsh (as Invoke-ChildPwsh does) and returns the running Process,
+        its output and error redirected, so a test can kill it mid-way (Kill($true)) and read what it wrote.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)] [string] $Command,
+        [hashtable] $Environment = @{},
+        [string[]] $Unset = @()
+    )
+    $psi = [System.Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
+    if ((Split-Path ([Environment]::ProcessPath) -Leaf) -match '^dotnet') {
+        $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0])
+    }
+    foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $Command) { $psi.ArgumentList.Add($a) }
+    $psi.UseShellExecute = $false
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    foreach ($k in $Unset) { $psi.Environment.Remove($k) | Out-Null }
+    foreach ($k in $Environment.Keys) { $psi.Environment[$k] = $Environment[$k] }
+    $p = [System.Diagnostics.Process]::Start($psi)
+    $p.StandardInput.Close()
+    $p
+}
+
 function Invoke-ChildPwsh {
     <#
     .SYNOPSIS
@@ -438,19 +466,7 @@ function Invoke-ChildPwsh {
         [string[]] $Unset = @(),
         [int] $TimeoutSeconds = 120
     )
-    $psi = [System.Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
-    if ((Split-Path ([Environment]::ProcessPath) -Leaf) -match '^dotnet') {
-        $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0])
-    }
-    foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $Command) { $psi.ArgumentList.Add($a) }
-    $psi.UseShellExecute = $false
-    $psi.RedirectStandardInput = $true
-    $psi.RedirectStandardOutput = $true
-    $psi.RedirectStandardError = $true
-    foreach ($k in $Unset) { $psi.Environment.Remove($k) | Out-Null }
-    foreach ($k in $Environment.Keys) { $psi.Environment[$k] = $Environment[$k] }
-    $p = [System.Diagnostics.Process]::Start($psi)
-    $p.StandardInput.Close()
+    $p = Start-ChildPwsh -Command $Command -Environment $Environment -Unset $Unset
     $stdout = $p.StandardOutput.ReadToEndAsync()
     $stderr = $p.StandardError.ReadToEndAsync()
     if (-not $p.WaitForExit($TimeoutSeconds * 1000)) { $p.Kill($true); throw "The child pwsh did not finish within $TimeoutSeconds s." }
@@ -459,4 +475,4 @@ function Invoke-ChildPwsh {
 }
 
 Export-ModuleMember -Function Start-TestRegistry, Stop-TestRegistry, Publish-TestImage, New-TestDiskImage,
-    Set-ProxyFault, Get-ProxyFault, Clear-ProxyFault, Get-ProxyStats, Reset-ProxyStats, Invoke-ChildPwsh
+    Set-ProxyFault, Get-ProxyFault, Clear-ProxyFault, Get-ProxyStats, Reset-ProxyStats, Invoke-ChildPwsh, Start-ChildPwsh

@@ -1,6 +1,3 @@
-using System.Buffers;
-using System.Globalization;
-using System.Net;
 using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
 
@@ -11,14 +8,14 @@ namespace OrasStaging.Oci;
 /// <see cref="RegistryOptions.ConnectionLimit"/> workers at once and handed on in order (hashed, then written)
 /// through a <see cref="ReorderBuffer"/>, so the digest check and the decoder see one ordered stream and memory stays
 /// at <see cref="Window"/> x <see cref="ChunkSize"/>. Why: one TCP connection to a CDN is often capped far below the
-/// link (issue 12). The first range is a probe: a server that ignores Range, or answers another range or length,
+/// link (issue 12). The first range fetched is a probe: a server that ignores Range, or answers another range or length,
 /// makes <see cref="RunAsync"/> return where the ordered bytes end, and the caller's single-connection loop goes on
 /// from there; later ranges that do the same stop the workers the same way, without losing a delivered byte.
 /// Each range resumes on its own after a drop (the retry policy's count and backoff); a Retry-After pauses every
 /// worker; a 429 takes one connection away. A redirect to another host (a CDN's signed URL) is kept for the next
 /// ranges, sent anonymously, and re-resolved through the registry when the CDN answers 401 or 403.
 /// </summary>
-internal sealed class RangedFetch
+internal sealed partial class RangedFetch
 {
     public const long Threshold = 16L << 20;
     public const int ChunkSize = 4 << 20;
@@ -31,15 +28,18 @@ internal sealed class RangedFetch
     private readonly string _activity;
     private readonly object _gate = new();
     private readonly List<Task> _workers = new();
+    private readonly IRangeStore? _store;
     private Uri? _cdn;
     private int _allowed;
     private int _running;
     private long _pauseUntil;
     private volatile bool _fallback;
+    private bool _probed;
     private Exception? _failure;
 
-    public RangedFetch(RegistryTransport transport, IOperationSink sink, OrasImage image, Uri blobUri, string activity)
+    public RangedFetch(RegistryTransport transport, IOperationSink sink, OrasImage image, Uri blobUri, string activity, IRangeStore? store = null)
     {
+        _store = store;
         _transport = transport;
         _sink = sink;
         _image = image;
@@ -153,9 +153,25 @@ internal sealed class RangedFetch
                 long end = Math.Min(size, from + ChunkSize);
                 var pieces = new List<(byte[] Buffer, int Count)>();
                 bool whole = false;
+                bool local = _store?.IsStored(from, end - from) == true;
                 try
                 {
-                    whole = await FetchRangeAsync(from, end, pieces, stop.Token).ConfigureAwait(false);
+                    if (local)
+                    {
+                        // Kept by an earlier run: read back for the in-order hash, not fetched again.
+                        await _store!.ReadAsync(from, end, pieces, stop.Token).ConfigureAwait(false);
+                        whole = true;
+                    }
+                    else
+                    {
+                        whole = await FetchRangeAsync(from, end, pieces, stop.Token).ConfigureAwait(false);
+                        if (whole && _store is not null)
+                        {
+                            whole = false;
+                            await _store.StoreAsync(from, pieces, stop.Token).ConfigureAwait(false);
+                            whole = true;
+                        }
+                    }
                 }
                 finally
                 {
@@ -172,8 +188,9 @@ internal sealed class RangedFetch
                 }
 
                 buffer.Complete(index, pieces);
-                if (id == 0 && index == 0)
+                if (id == 0 && !local && !_probed)
                 {
+                    _probed = true;
                     // The probe held: the server honours Range with the right length, so the others may start.
                     connected();
                     for (int other = 1; other < _allowed; other++)
@@ -192,197 +209,6 @@ internal sealed class RangedFetch
         {
             Interlocked.Decrement(ref _running);
             buffer.Abandon();
-        }
-    }
-
-    /// <summary>[from, end) into <paramref name="pieces"/>; false when the server does not serve that range as asked.</summary>
-    private async Task<bool> FetchRangeAsync(long from, long end, List<(byte[] Buffer, int Count)> pieces, CancellationToken ct)
-    {
-        var options = _transport.Options;
-        long got = 0;
-        int failures = 0;
-        while (from + got < end)
-        {
-            await PauseAsync(ct).ConfigureAwait(false);
-            Uri? cdn = _cdn;
-            long at = from + got;
-            var request = new RegistryRequest(HttpMethod.Get, cdn ?? _blobUri, _image.Registry, _image.Repository,
-                $"blob {Units.ShortDigest(_image.Digest)} bytes {at}-{end - 1}")
-            { RangeFrom = at, RangeTo = end - 1, RetryTransient = false, Anonymous = cdn is not null };
-            using var response = await _transport.SendAsync(request, ct).ConfigureAwait(false);
-            var status = response.StatusCode;
-            if (status == HttpStatusCode.PartialContent)
-            {
-                var range = response.Content.Headers.ContentRange;
-                if (range is null || range.From != at || range.To != end - 1 || range.Length != _image.Size
-                    || (response.Content.Headers.ContentLength is long length && length != end - at))
-                {
-                    _sink.Verbose($"The server answered bytes {at}-{end - 1} with {range?.ToString() ?? "no Content-Range"}; using one connection.");
-                    return false;
-                }
-
-                if (cdn is null && response.RequestMessage?.RequestUri is { } final && !RegistryTransport.SameOrigin(final, _blobUri))
-                {
-                    _cdn = final;
-                }
-
-                long before = got;
-                Exception? dropped = await CopyAsync(response, end - at, pieces, ct).ConfigureAwait(false);
-                got = pieces.Sum(p => (long)p.Count);
-                if (dropped is null)
-                {
-                    continue;
-                }
-
-                failures = got > before ? 1 : failures + 1;
-                await GiveUpOrWaitAsync(failures, RetryPolicy.Backoff(failures - 1, options.RetryIntervalSec), RegistryTransport.Describe(dropped), at, ct).ConfigureAwait(false);
-                continue;
-            }
-
-            if (status is HttpStatusCode.OK or HttpStatusCode.RequestedRangeNotSatisfiable)
-            {
-                _sink.Verbose($"The server answered a Range request with HTTP {(int)status}; using one connection.");
-                return false;
-            }
-
-            if (cdn is not null && status is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
-            {
-                // A signed URL that expired: the registry signs a new one.
-                _sink.Verbose($"{cdn.Host} refused the kept URL (HTTP {(int)status}); asking {_image.Registry} again.");
-                Interlocked.CompareExchange(ref _cdn, null, cdn);
-                await GiveUpOrWaitAsync(++failures, TimeSpan.Zero, $"HTTP {(int)status}", at, ct).ConfigureAwait(false);
-                continue;
-            }
-
-            if (RetryPolicy.IsTransient(status))
-            {
-                var delay = RetryPolicy.Backoff(failures, options.RetryIntervalSec);
-                if (RetryPolicy.ParseRetryAfter(response.Headers.RetryAfter, DateTimeOffset.UtcNow) is { } after && after > delay)
-                {
-                    delay = after;
-                }
-
-                if (status == HttpStatusCode.TooManyRequests && ReduceConnections() is int left)
-                {
-                    _sink.Verbose($"{_image.Registry} answered HTTP 429; down to {left} connections.");
-                }
-
-                // Retry-After is the server's word for the whole download, not for this range alone.
-                long until = DateTime.UtcNow.Add(delay).Ticks;
-                long seen;
-                while ((seen = Interlocked.Read(ref _pauseUntil)) < until && Interlocked.CompareExchange(ref _pauseUntil, until, seen) != seen)
-                {
-                }
-
-                await GiveUpOrWaitAsync(++failures, TimeSpan.Zero, $"HTTP {(int)status}", at, ct).ConfigureAwait(false);
-                continue;
-            }
-
-            throw await _transport.ErrorFromAsync(response, request, ErrorCode.BlobNotFound, ct).ConfigureAwait(false);
-        }
-
-        return true;
-    }
-
-    private async Task GiveUpOrWaitAsync(int failures, TimeSpan delay, string cause, long at, CancellationToken ct)
-    {
-        var options = _transport.Options;
-        if (failures > options.MaximumRetryCount)
-        {
-            throw new OrasStagingException(ErrorCode.RegistryUnavailable,
-                $"The download of blob {_image.Digest} from {_image.Registry} kept failing at {Units.Bytes(at)} of {Units.Bytes(_image.Size)}: {cause}.",
-                "Run the command again to resume; -MaximumRetryCount and -RetryIntervalSec control retries.");
-        }
-
-        _sink.Verbose($"Range at {Units.Bytes(at)}: {cause}; retry {failures} of {options.MaximumRetryCount}" +
-            (delay > TimeSpan.Zero ? $" in {delay.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s." : "."));
-        if (delay > TimeSpan.Zero)
-        {
-            await Task.Delay(delay, ct).ConfigureAwait(false);
-        }
-    }
-
-    private async Task PauseAsync(CancellationToken ct)
-    {
-        var wait = new DateTime(Interlocked.Read(ref _pauseUntil), DateTimeKind.Utc) - DateTime.UtcNow;
-        if (wait > TimeSpan.Zero)
-        {
-            await Task.Delay(wait, ct).ConfigureAwait(false);
-        }
-    }
-
-    private int? ReduceConnections()
-    {
-        while (true)
-        {
-            int now = Volatile.Read(ref _allowed);
-            if (now <= 1)
-            {
-                return null;
-            }
-
-            if (Interlocked.CompareExchange(ref _allowed, now - 1, now) == now)
-            {
-                return now - 1;
-            }
-        }
-    }
-
-    /// <summary>Up to <paramref name="want"/> body bytes into pooled buffers; the drop, if the body ended early.</summary>
-    private async Task<Exception?> CopyAsync(HttpResponseMessage response, long want, List<(byte[] Buffer, int Count)> pieces, CancellationToken ct)
-    {
-        var options = _transport.Options;
-        using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        try
-        {
-            await using var body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
-            long got = 0;
-            while (got < want)
-            {
-                byte[] buffer = ArrayPool<byte>.Shared.Rent(RegistryClient.BufferSize);
-                int filled = 0;
-                Exception? dropped = null;
-                try
-                {
-                    while (filled < buffer.Length && got + filled < want)
-                    {
-                        stall.CancelAfter(options.StallTimeout);
-                        int read = await body.ReadAsync(buffer.AsMemory(filled, (int)Math.Min(buffer.Length - filled, want - got - filled)), stall.Token).ConfigureAwait(false);
-                        if (read == 0)
-                        {
-                            dropped = new IOException("the connection closed early");
-                            break;
-                        }
-
-                        filled += read;
-                    }
-                }
-                catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
-                {
-                    dropped = ex;
-                }
-
-                if (filled > 0)
-                {
-                    pieces.Add((buffer, filled));
-                    got += filled;
-                }
-                else
-                {
-                    ArrayPool<byte>.Shared.Return(buffer);
-                }
-
-                if (dropped is not null)
-                {
-                    return dropped;
-                }
-            }
-
-            return null;
-        }
-        catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
-        {
-            return ex;
         }
     }
 }

@@ -16,7 +16,7 @@ public sealed partial class RegistryClient
     /// against the registry URL after drops and stalls; verifies size and digest at the end.
     /// </summary>
     internal async Task FetchAsync(OrasImage image, long start, IncrementalHash? prefix, BlobWriter write,
-        Func<CancellationToken, ValueTask>? rewind, Action? connected, CancellationToken ct, Func<Task>? beforeVerify = null)
+        Func<CancellationToken, ValueTask>? rewind, Action? connected, CancellationToken ct, Func<Task>? beforeVerify = null, IRangeStore? store = null)
     {
         if (!Digest.IsValid(image.Digest))
         {
@@ -43,7 +43,7 @@ public sealed partial class RegistryClient
         {
             if (cacheUri is null && RangedFetch.Applies(options, size - position))
             {
-                position = delivered = await new RangedFetch(_transport, _sink, image, blobUri, activity).RunAsync(position, hash, write, connected, ct).ConfigureAwait(false);
+                position = delivered = await new RangedFetch(_transport, _sink, image, blobUri, activity, store).RunAsync(position, hash, write, connected, ct).ConfigureAwait(false);
             }
 
             while (position < size)

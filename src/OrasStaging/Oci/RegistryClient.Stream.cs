@@ -9,7 +9,13 @@ public sealed partial class RegistryClient
     /// stream's last read fails with DigestMismatch if the bytes were wrong. Returns once the first response is in,
     /// so a missing blob or refused credentials fail here rather than on the first read.
     /// </summary>
-    public async Task<Stream> OpenBlobAsync(OrasImage image, CancellationToken ct)
+    public async Task<Stream> OpenBlobAsync(OrasImage image, CancellationToken ct) => await OpenBlobAsync(image, 0, null, ct).ConfigureAwait(false);
+
+    /// <summary>
+    /// Bytes [<paramref name="start"/>, Size) of the blob, verified over <paramref name="prefix"/> (the hash of the
+    /// bytes before <paramref name="start"/>, which the fetch then owns) and these: a resumed install.
+    /// </summary>
+    internal async Task<Stream> OpenBlobAsync(OrasImage image, long start, System.Security.Cryptography.IncrementalHash? prefix, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(image);
         var channel = Channel.CreateBounded<PooledChunk>(new BoundedChannelOptions(16)
@@ -24,7 +30,7 @@ public sealed partial class RegistryClient
         {
             try
             {
-                await FetchAsync(image, 0, null,
+                await FetchAsync(image, start, prefix,
                     (buffer, count, token) => channel.Writer.WriteAsync(new PooledChunk(buffer, count), token),
                     rewind: null, () => connected.TrySetResult(), stop.Token).ConfigureAwait(false);
                 channel.Writer.TryComplete();
@@ -48,6 +54,6 @@ public sealed partial class RegistryClient
             throw;
         }
 
-        return new VerifiedBlobStream(channel.Reader, stop, producer, image.Size);
+        return new VerifiedBlobStream(channel.Reader, stop, producer, image.Size - start);
     }
 }

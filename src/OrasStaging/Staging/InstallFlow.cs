@@ -91,12 +91,16 @@ internal sealed class InstallFlow
         // the kept copy replaced.
         bool fromCache = !request.Force && cache is not null && cache.Contains(layer.Digest);
         CheckFreeSpace(folder, layer, keepBlobTo: cache is not null && !fromCache ? cache : null);
+        ResumePrefix.Sweep(request.Path, cache, layer, request.Force, _sink);
 
         using var partial = PartialFile.RandomBeside(request.Path);
         try
         {
-            var written = await new OnePassWrite(_source, _writer, _sink)
-                .WriteAsync(layer, cache, fromCache, partial.PartialPath, cancellationToken).ConfigureAwait(false);
+            // From the network, the bytes received are kept (ResumePrefix) so a killed run resumes; with -KeepBlob
+            // that prefix becomes the kept blob, so OnePassWrite's own tee is not needed.
+            var source = fromCache ? _source : new ResumingSource(_source, ResumePrefix.For(request.Path, cache, layer), _sink);
+            var written = await new OnePassWrite(source, _writer, _sink)
+                .WriteAsync(layer, fromCache ? cache : null, fromCache, partial.PartialPath, cancellationToken).ConfigureAwait(false);
             StagingCommit.Commit(request, partial, layer, written);
             _sink.Verbose($"Staged '{request.Path}' ({written.Format.Name()}, {Units.Bytes(written.VirtualSize)} virtual, "
                 + $"{Units.Bytes(written.FileSize)} on disk) from {Units.ShortDigest(layer.Digest)}.");

@@ -4,7 +4,7 @@ using OrasStaging.Oci;
 namespace OrasStaging.Staging;
 
 /// <summary>The production source: the registry client resolves the reference and streams the verified blob.</summary>
-internal sealed class RegistryStagingSource : IStagingSource
+internal sealed class RegistryStagingSource : IStagingSource, IResumableStagingSource
 {
     /// <summary>The raw image size the nosi publisher puts on the image layer.</summary>
     internal const string ImageSizeAnnotation = "org.nosi.image.size";
@@ -73,6 +73,14 @@ internal sealed class RegistryStagingSource : IStagingSource
 
         // From here the writer's bar (compressed bytes consumed, of the blob size) is the one to show; the
         // client's own download bar would alternate with it and reset the rate.
+        _sink.QuietProgress = true;
+        return stream;
+    }
+
+    public async Task<Stream> OpenBlobFromAsync(ResolvedLayer layer, long start, System.Security.Cryptography.IncrementalHash prefix, CancellationToken cancellationToken)
+    {
+        var stream = await _client.OpenBlobAsync(_image ?? throw new InvalidOperationException("Resolve first."), start, prefix, cancellationToken)
+            .ConfigureAwait(false);
         _sink.QuietProgress = true;
         return stream;
     }
