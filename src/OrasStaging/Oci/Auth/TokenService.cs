@@ -53,7 +53,7 @@ internal sealed class TokenService
             }
             catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
             {
-                throw new OrasStagingException(ErrorCode.RegistryUnavailable,
+                throw new OrasStagingException(GiveUp.CodeFor(ex),
                     $"Cannot reach the token service {realm.Host} for {request.Registry}: {RegistryTransport.Describe(ex)}", null, ex);
             }
 
