@@ -560,6 +560,45 @@ Describe 'Install-DiskImageFromOras' {
             Assert-Staged $target $Pub3
         }
 
+        It 'a kill -9 mid-write of a qcow2 target leaves the previous image or nothing, and the partial is no valid qcow2 (previous image: <Previous>)' -ForEach @(
+            @{ Previous = $true }, @{ Previous = $false }
+        ) {
+            $target = New-Target
+            if ($Previous) {
+                $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target
+                $hashes = @($target, "$target.digest", "$target.oras.json") | ForEach-Object { (Get-FileHash $_).Hash }
+            }
+            # Held mid-download, so the kill lands while data clusters are being written into the partial.
+            Set-ProxyFault -Registry $Registry -Kind Throttle -BytesPerSecond 64KB -Times 1 -PathContains $Pub3.digest | Out-Null
+            $child = Start-ChildInstall $Big $target
+            try {
+                # Past cluster 0 (64 KiB) and a few data clusters: the writer is certainly mid-image.
+                Wait-Until { @(Get-ChildItem (Split-Path $target) -Filter '*.partial' | Where-Object Length -GT 256KB).Count -gt 0 } -Seconds 120 -What 'a partial with data clusters'
+            }
+            finally {
+                $child.Kill($true)   # SIGKILL: nothing of the child's own cleanup runs
+                $null = $child.WaitForExit(20000)
+                Clear-ProxyFault -Registry $Registry
+            }
+            $partials = @(Get-ChildItem (Split-Path $target) -Force -Filter '*.partial')
+            $partials.Count | Should -Be 1 -Because 'a killed process cannot remove its partial; this test looks at what it left'
+            foreach ($p in $partials) {
+                $info = & qemu-img info -f qcow2 --output json $p.FullName 2>&1
+                $LASTEXITCODE | Should -Not -Be 0 -Because "an interrupted write must not open as qcow2: $info"
+                $check = & qemu-img check -f qcow2 $p.FullName 2>&1
+                $LASTEXITCODE | Should -Not -Be 0 -Because "qemu-img check must not accept it: $check"
+            }
+            if ($Previous) {
+                Assert-Identical $target $Raw
+                @($target, "$target.digest", "$target.oras.json") | ForEach-Object { (Get-FileHash $_).Hash } | Should -Be $hashes
+            }
+            else {
+                Test-Path $target | Should -BeFalse
+                Test-Path "$target.digest" | Should -BeFalse
+                Test-Path "$target.oras.json" | Should -BeFalse
+            }
+        }
+
         It 'Ctrl+C while a new image streams leaves the previous image, stamp and receipt as they were, and no partial' {
             $target = New-Target
             $null = Install-DiskImageFromOras "${Repo}:latest" -Path $target

@@ -28,44 +28,9 @@ BeforeAll {
         [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($url)).TrimEnd('=').Replace('+', '-').Replace('/', '_')
     }
 
-    function script:Start-CacheStandIn {
-        # A loopback stand-in for the withcache server: /b/<key>/<basename> from a dictionary, 404 otherwise.
-        # A random port may be taken (other servers share the machine): try a few.
-        for ($try = 0; ; $try++) {
-            $listener = [System.Net.HttpListener]::new()
-            $port = Get-Random -Minimum 20000 -Maximum 60000
-            $listener.Prefixes.Add("http://127.0.0.1:$port/")
-            try { $listener.Start(); break }
-            catch { if ($try -ge 20) { throw } }
-        }
-        $files = [System.Collections.Concurrent.ConcurrentDictionary[string, string]]::new()
-        $log = [System.Collections.Concurrent.ConcurrentQueue[string]]::new()
-        $job = Start-ThreadJob -ScriptBlock {
-            param($Listener, $Files, $Log)
-            while ($Listener.IsListening) {
-                try { $ctx = $Listener.GetContext() } catch { break }
-                $path = $ctx.Request.Url.AbsolutePath
-                $Log.Enqueue("$($ctx.Request.HttpMethod) $path auth=$([bool]$ctx.Request.Headers['Authorization'])")
-                $file = $null
-                if ($Files.TryGetValue($path, [ref] $file)) {
-                    $bytes = [IO.File]::ReadAllBytes($file)
-                    $ctx.Response.ContentLength64 = $bytes.Length
-                    if ($ctx.Request.HttpMethod -eq 'GET') { $ctx.Response.OutputStream.Write($bytes, 0, $bytes.Length) }
-                }
-                else { $ctx.Response.StatusCode = 404 }
-                $ctx.Response.Close()
-            }
-        } -ArgumentList $listener, $files, $log
-        [pscustomobject]@{ Listener = $listener; Url = "http://127.0.0.1:$port"; Files = $files; Log = $log; Job = $job }
-    }
-
-    function script:Stop-CacheStandIn($Cache) {
-        if (-not $Cache) { return }
-        $Cache.Listener.Stop()
-        $Cache.Listener.Close()
-        $Cache.Job | Wait-Job -Timeout 10 | Out-Null
-        $Cache.Job | Remove-Job -Force
-    }
+    # The withcache stand-in is TestKit's Start-TestCacheServer.
+    function script:Start-CacheStandIn { Start-TestCacheServer }
+    function script:Stop-CacheStandIn($Cache) { Stop-TestCacheServer $Cache }
 }
 
 AfterAll {

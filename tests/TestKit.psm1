@@ -99,7 +99,7 @@ function Start-TestRegistry {
         Runs `dotnet OrasStaging.TestKit.dll serve` and waits (bounded) for the one JSON line describing the
         endpoints. Returns that object (registry, registryUrl, proxy, proxyUrl, controlUrl, cdnUrl, tokenUrl,
         service, issuer, auth, tls, scheme, username, password, caCertPath, privateRepository, tokenExpiresIn,
-        strictTokenExpiry,
+        strictTokenExpiry, advertisedTokenExpiresIn, refreshToken (the identitytoken the token server takes),
         dataDir, storageDir, registryLog, registryPid, watchdogPid, pid) plus Authority (= registry) and
         Process. Everything
         stops when Stop-TestRegistry closes the process's stdin, or when this PowerShell process dies.
@@ -114,6 +114,10 @@ function Start-TestRegistry {
         Sign exp = iat + expires_in - 60 so the real registry refuses the token expires_in seconds after
         issue (for token-expiry tests against the registry itself; the proxy's Unauthorized fault is the
         deterministic alternative).
+    .PARAMETER AdvertisedTokenExpiresIn
+        The expires_in the token server tells clients (default -TokenExpiresIn). With -StrictTokenExpiry and a
+        larger value, the registry refuses a token -TokenExpiresIn seconds after issue while the client still
+        believes it valid (a registry whose clock runs ahead): the registry's own expiry, through a client.
     .PARAMETER TimeoutSeconds
         How long to wait for the registry to come up.
     .PARAMETER TestKitPath
@@ -130,6 +134,8 @@ function Start-TestRegistry {
         [ValidateRange(1, 86400)]
         [int] $TokenExpiresIn = 300,
         [switch] $StrictTokenExpiry,
+        [ValidateRange(1, 86400)]
+        [int] $AdvertisedTokenExpiresIn,
         [ValidateRange(1, 600)]
         [int] $TimeoutSeconds = 60,
         [string] $TestKitPath
@@ -138,6 +144,7 @@ function Start-TestRegistry {
     $arguments = @('serve', '--auth', $Auth, '--token-expires-in', $TokenExpiresIn)
     if ($Tls) { $arguments += '--tls' }
     if ($StrictTokenExpiry) { $arguments += '--strict-token-expiry' }
+    if ($PSBoundParameters.ContainsKey('AdvertisedTokenExpiresIn')) { $arguments += @('--advertised-token-expires-in', $AdvertisedTokenExpiresIn) }
     $process = New-TestKitProcess $arguments
     $stderr = $process.StandardError.ReadToEndAsync()
     $line = $process.StandardOutput.ReadLineAsync()
@@ -331,6 +338,7 @@ function Set-ProxyFault {
                               client must go back to the registry for a fresh one.
           Throttle            send the body at -BytesPerSecond (-Times requests); Clear-ProxyFault lets a throttled
                               body already under way finish at full speed (to hold a client, then release it).
+                              -AfterBytes n: cut the slow body there (the client must come back later).
           Status              answer -StatusCode (408, 403, 404, ...) without asking the registry, with Retry-After
                               when -RetryAfter is given (-Times requests).
         -Times -1 means until Clear-ProxyFault. -PathContains limits the fault to paths containing that text.
@@ -402,7 +410,7 @@ function Get-ProxyStats {
         referrers, other; and token = requests to the token server, which are not in totalRequests),
         blobBytesSent (blob GET body bytes through the proxy), rangeHeaders, faultsFired (per kind, camelCase),
         cdnRequests, cdnRequestsWithAuthorization, cdnBytesSent, cdnRangeHeaders, tokenRequests,
-        tokenRequestsGranted, tokenRequestsDenied, tokenScopes, requests and cdnLog (method, path, target (path and query), startedMs (Unix ms), kind, status,
+        tokenRequestsGranted, tokenRequestsDenied, tokenScopes, tokenPostsByGrantType (OAuth2 POSTs by grant_type), requests and cdnLog (method, path, target (path and query), startedMs (Unix ms), kind, status,
         range, authorization (bool), fault). Counts requests through the proxy only, not direct ones.
     .PARAMETER Reset
         Zero the counters after reading them.
@@ -474,5 +482,59 @@ function Invoke-ChildPwsh {
     [pscustomobject]@{ Out = $stdout.Result; Err = $stderr.Result; ExitCode = $p.ExitCode }
 }
 
+function Start-TestCacheServer {
+    <#
+    .SYNOPSIS
+        A loopback stand-in for the withcache server: GET/HEAD /b/<key>/<digest> served from -Files, 404 otherwise.
+    .DESCRIPTION
+        Returns Url, Files (a concurrent dictionary: URL path -> local file to serve), Log (a concurrent queue of
+        "<METHOD> <path> auth=<True|False>" lines) and what Stop-TestCacheServer needs. A random port may be
+        taken by another server on the machine, so a few are tried.
+    #>
+    [CmdletBinding()]
+    param()
+    for ($try = 0; ; $try++) {
+        $listener = [System.Net.HttpListener]::new()
+        $port = Get-Random -Minimum 20000 -Maximum 60000
+        $listener.Prefixes.Add("http://127.0.0.1:$port/")
+        try { $listener.Start(); break }
+        catch { if ($try -ge 20) { throw } }
+    }
+    $files = [System.Collections.Concurrent.ConcurrentDictionary[string, string]]::new()
+    $log = [System.Collections.Concurrent.ConcurrentQueue[string]]::new()
+    $job = Start-ThreadJob -ScriptBlock {
+        param($Listener, $Files, $Log)
+        while ($Listener.IsListening) {
+            try { $ctx = $Listener.GetContext() } catch { break }
+            $path = $ctx.Request.Url.AbsolutePath
+            $Log.Enqueue("$($ctx.Request.HttpMethod) $path auth=$([bool]$ctx.Request.Headers['Authorization'])")
+            $file = $null
+            if ($Files.TryGetValue($path, [ref] $file)) {
+                $bytes = [IO.File]::ReadAllBytes($file)
+                $ctx.Response.ContentLength64 = $bytes.Length
+                if ($ctx.Request.HttpMethod -eq 'GET') { $ctx.Response.OutputStream.Write($bytes, 0, $bytes.Length) }
+            }
+            else { $ctx.Response.StatusCode = 404 }
+            $ctx.Response.Close()
+        }
+    } -ArgumentList $listener, $files, $log
+    [pscustomobject]@{ Listener = $listener; Url = "http://127.0.0.1:$port"; Files = $files; Log = $log; Job = $job }
+}
+
+function Stop-TestCacheServer {
+    <#
+    .SYNOPSIS
+        Stops what Start-TestCacheServer started; safe with $null.
+    #>
+    [CmdletBinding()]
+    param([Parameter(Position = 0)] [AllowNull()] [object] $Cache)
+    if (-not $Cache) { return }
+    $Cache.Listener.Stop()
+    $Cache.Listener.Close()
+    $Cache.Job | Wait-Job -Timeout 10 | Out-Null
+    $Cache.Job | Remove-Job -Force
+}
+
 Export-ModuleMember -Function Start-TestRegistry, Stop-TestRegistry, Publish-TestImage, New-TestDiskImage,
-    Set-ProxyFault, Get-ProxyFault, Clear-ProxyFault, Get-ProxyStats, Reset-ProxyStats, Invoke-ChildPwsh, Start-ChildPwsh
+    Set-ProxyFault, Get-ProxyFault, Clear-ProxyFault, Get-ProxyStats, Reset-ProxyStats, Invoke-ChildPwsh, Start-ChildPwsh,
+    Start-TestCacheServer, Stop-TestCacheServer

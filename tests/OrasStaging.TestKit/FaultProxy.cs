@@ -251,7 +251,7 @@ public sealed partial class FaultProxy(Uri upstream, HttpMessageInvoker client, 
             bodyStart = from;
         }
         bool isBlobBody = kind == RequestKind.Blob && HttpMethods.IsGet(ctx.Request.Method) && response.IsSuccessStatusCode;
-        long? cutAt = fault?.Kind is FaultKind.Cut or FaultKind.Unauthorized or FaultKind.Corrupt or FaultKind.IgnoreRange ? fault.AfterBytes : null;
+        long? cutAt = fault?.Kind is FaultKind.Cut or FaultKind.Unauthorized or FaultKind.Corrupt or FaultKind.IgnoreRange or FaultKind.Throttle ? fault.AfterBytes : null;
         long? stallAt = fault?.Kind == FaultKind.Stall ? fault.AfterBytes ?? 0 : null;
         long? corruptAt = fault?.Kind == FaultKind.Corrupt ? fault.Offset - bodyStart : null;
         long? bytesPerSecond = fault?.Kind == FaultKind.Throttle ? fault.BytesPerSecond : null;

@@ -18,7 +18,8 @@ public enum FaultKind
     Corrupt,
     /// <summary>307 to the CDN listener, which serves the same bytes with Range support (alias "307").</summary>
     Redirect,
-    /// <summary>Send the body at <c>bytesPerSecond</c> (alias "slow"): for progress and cancellation tests.</summary>
+    /// <summary>Send the body at <c>bytesPerSecond</c> (alias "slow"): for progress and cancellation tests; with
+    /// <c>afterBytes</c>, cut the slow body there (a long first request, then a resume).</summary>
     Throttle,
     /// <summary>Answer <c>statusCode</c> (for example 408, 403 or 404) without asking the registry, with
     /// <c>Retry-After</c> when <c>retryAfter</c> is given (alias "status").</summary>

@@ -8,7 +8,7 @@ public static class Program
     private const string Usage = """
         usage: dotnet OrasStaging.TestKit.dll <command> [options]
           generate-image --out PATH --size BYTES [--seed N] [--shape realistic|zeros|random] [--data-fraction F]
-          serve [--auth anonymous|basic|token] [--tls] [--token-expires-in SECONDS] [--strict-token-expiry] [--username U] [--password P]
+          serve [--auth anonymous|basic|token] [--tls] [--token-expires-in SECONDS] [--strict-token-expiry] [--advertised-token-expires-in SECONDS] [--username U] [--password P]
                 [--private-repository NAME] [--no-stdin]
               prints one JSON line with every endpoint, then runs until stdin closes (unless --no-stdin)
               or SIGTERM/SIGINT/SIGHUP; then stops everything and removes its temporary directory.
@@ -90,6 +90,7 @@ public static class Program
             Tls = cli.Flag("tls"),
             TokenExpiresIn = (int)cli.GetLong("token-expires-in", 300),
             StrictTokenExpiry = cli.Flag("strict-token-expiry"),
+            AdvertisedTokenExpiresIn = cli.Get("advertised-token-expires-in") is null ? null : (int)cli.GetLong("advertised-token-expires-in", 0),
         };
         if (cli.Get("username") is { } user) options.Username = user;
         if (cli.Get("password") is { } password) options.Password = password;

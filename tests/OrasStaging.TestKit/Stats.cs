@@ -43,6 +43,7 @@ public sealed class ProxyStats
     private long _total, _blobBytes, _cdnRequests, _cdnWithAuth, _cdnBytes, _tokenRequests, _tokenGranted, _tokenDenied;
     private readonly Dictionary<RequestKind, long> _byKind = [];
     private readonly Dictionary<FaultKind, long> _faultsFired = [];
+    private readonly Dictionary<string, long> _tokenPosts = [];
     private readonly List<string> _ranges = [], _cdnRanges = [], _tokenScopes = [];
     private readonly List<RequestRecord> _requests = [], _cdnLog = [];
 
@@ -81,6 +82,15 @@ public sealed class ProxyStats
 
     internal void CdnBytes(long n) => Interlocked.Add(ref _cdnBytes, n);
 
+    /// <summary>A POST to the token server (the OAuth2 form), by its grant_type.</summary>
+    internal void TokenPost(string grantType)
+    {
+        lock (_gate)
+        {
+            _tokenPosts[grantType.Length > 0 ? grantType : "none"] = _tokenPosts.GetValueOrDefault(grantType.Length > 0 ? grantType : "none") + 1;
+        }
+    }
+
     internal void Token(IEnumerable<string> scopes, bool granted)
     {
         lock (_gate)
@@ -106,6 +116,7 @@ public sealed class ProxyStats
             Interlocked.Exchange(ref _blobBytes, 0);
             Interlocked.Exchange(ref _cdnBytes, 0);
             _byKind.Clear();
+            _tokenPosts.Clear();
             _faultsFired.Clear();
             _ranges.Clear(); _cdnRanges.Clear(); _tokenScopes.Clear();
             _requests.Clear(); _cdnLog.Clear();
@@ -132,6 +143,7 @@ public sealed class ProxyStats
                 TokenRequestsGranted = _tokenGranted,
                 TokenRequestsDenied = _tokenDenied,
                 TokenScopes = [.. _tokenScopes],
+                TokenPostsByGrantType = new Dictionary<string, long>(_tokenPosts),
                 Requests = [.. _requests],
                 CdnLog = [.. _cdnLog],
             };
@@ -156,6 +168,8 @@ public sealed class StatsSnapshot
     public long TokenRequestsGranted { get; init; }
     public long TokenRequestsDenied { get; init; }
     public List<string> TokenScopes { get; init; } = [];
+    /// <summary>POSTs to the token server (OAuth2 form) by grant_type, e.g. refresh_token for docker's identitytoken.</summary>
+    public Dictionary<string, long> TokenPostsByGrantType { get; init; } = [];
     public List<RequestRecord> Requests { get; init; } = [];
     public List<RequestRecord> CdnLog { get; init; } = [];
 }

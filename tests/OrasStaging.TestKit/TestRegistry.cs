@@ -28,6 +28,10 @@ public sealed class TestRegistryOptions
     public int TokenExpiresIn { get; set; } = 300;
     /// <summary>Make the registry refuse tokens exactly TokenExpiresIn seconds after issue (see TokenServer.StrictExpiry).</summary>
     public bool StrictTokenExpiry { get; set; }
+    /// <summary>The expires_in told to clients; null: TokenExpiresIn (see TokenServer.AdvertisedExpiresInSeconds).</summary>
+    public int? AdvertisedTokenExpiresIn { get; set; }
+    /// <summary>The identitytoken (OAuth2 refresh token) the token server accepts; null: a random one per run.</summary>
+    public string? RefreshToken { get; set; }
     public string Username { get; set; } = "tester";
     /// <summary>Null: a random password per run.</summary>
     public string? Password { get; set; }
@@ -57,6 +61,8 @@ public sealed class ServeInfo
     [JsonPropertyName("privateRepository")] public string PrivateRepository { get; init; } = "";
     [JsonPropertyName("tokenExpiresIn")] public int TokenExpiresIn { get; init; }
     [JsonPropertyName("strictTokenExpiry")] public bool StrictTokenExpiry { get; init; }
+    [JsonPropertyName("advertisedTokenExpiresIn")] public int AdvertisedTokenExpiresIn { get; init; }
+    [JsonPropertyName("refreshToken")] public string RefreshToken { get; init; } = "";
     [JsonPropertyName("dataDir")] public string DataDir { get; init; } = "";
     [JsonPropertyName("storageDir")] public string StorageDir { get; init; } = "";
     [JsonPropertyName("registryLog")] public string RegistryLog { get; init; } = "";
@@ -136,7 +142,9 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
 
         // The token server runs in every mode: the proxy's Unauthorized fault points clients at it.
         var signer = Pki.IssueTokenSigner();
-        var tokens = new TokenServer(signer, service, issuer, o.Username, password, o.PrivateRepository, o.TokenExpiresIn, Stats, o.StrictTokenExpiry);
+        var refreshToken = o.RefreshToken ?? "rt-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(12)).ToLowerInvariant();
+        var tokens = new TokenServer(signer, service, issuer, o.Username, password, o.PrivateRepository, o.TokenExpiresIn, Stats, o.StrictTokenExpiry,
+            o.AdvertisedTokenExpiresIn, refreshToken);
         var tokenPort = await StartAppAsync(serverCert, app => app.Run(tokens.HandleAsync), cancellationToken).ConfigureAwait(false);
         var tokenUrl = $"{scheme}://127.0.0.1:{tokenPort}/token";
 
@@ -226,6 +234,8 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
             PrivateRepository = o.PrivateRepository,
             TokenExpiresIn = o.TokenExpiresIn,
             StrictTokenExpiry = o.StrictTokenExpiry,
+            AdvertisedTokenExpiresIn = tokens.AdvertisedExpiresInSeconds,
+            RefreshToken = refreshToken,
             DataDir = DataDir,
             StorageDir = storage,
             RegistryLog = _registry.LogPath,

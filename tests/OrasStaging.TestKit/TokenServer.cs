@@ -19,7 +19,8 @@ namespace OrasStaging.TestKit;
 /// credentials every requested action is granted.
 /// </remarks>
 public sealed class TokenServer(X509Certificate2 signer, string service, string issuer, string username, string password,
-    string privateRepository, int expiresInSeconds, ProxyStats stats, bool strictExpiry = false)
+    string privateRepository, int expiresInSeconds, ProxyStats stats, bool strictExpiry = false,
+    int? advertisedExpiresInSeconds = null, string? refreshToken = null)
 {
     /// <summary>distribution 2.8 accepts a token until 60 s after its exp claim.</summary>
     public const int RegistryLeewaySeconds = 60;
@@ -35,8 +36,27 @@ public sealed class TokenServer(X509Certificate2 signer, string service, string 
     public string PrivateRepository { get; } = privateRepository;
     public int ExpiresInSeconds { get; } = expiresInSeconds;
 
+    /// <summary>
+    /// The expires_in told to clients; by default <see cref="ExpiresInSeconds"/>. Larger (with strict expiry) makes
+    /// the registry refuse a token its client still believes valid, as when the registry's clock runs ahead.
+    /// </summary>
+    public int AdvertisedExpiresInSeconds { get; } = advertisedExpiresInSeconds ?? expiresInSeconds;
+
+    /// <summary>
+    /// docker's identitytoken: the OAuth2 refresh token that <c>POST /token</c> with
+    /// <c>grant_type=refresh_token</c> trades for an access token with every requested action (null: none is
+    /// accepted). Docker Hub and distribution's own token server take it this way.
+    /// </summary>
+    public string? RefreshToken { get; } = refreshToken;
+
     internal async Task HandleAsync(HttpContext ctx)
     {
+        if (HttpMethods.IsPost(ctx.Request.Method))
+        {
+            await HandlePostAsync(ctx).ConfigureAwait(false);
+            return;
+        }
+
         var scopes = ctx.Request.Query["scope"].SelectMany(s => (s ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToList();
         var requestedService = ctx.Request.Query["service"].ToString();
 
@@ -105,17 +125,71 @@ public sealed class TokenServer(X509Certificate2 signer, string service, string 
             });
         }
 
+        stats.Token(scopes, granted: true);
+        await GrantAsync(ctx, subject, access).ConfigureAwait(false);
+    }
+
+    private async Task GrantAsync(HttpContext ctx, string subject, JsonArray access)
+    {
         var now = DateTimeOffset.UtcNow;
         var token = CreateJwt(subject, access, now);
-        stats.Token(scopes, granted: true);
         ctx.Response.ContentType = "application/json";
         await ctx.Response.WriteAsync(JsonSerializer.Serialize(new Dictionary<string, object>
         {
             ["token"] = token,
             ["access_token"] = token,
-            ["expires_in"] = ExpiresInSeconds,
+            ["expires_in"] = AdvertisedExpiresInSeconds,
             ["issued_at"] = now.ToString("yyyy-MM-dd'T'HH:mm:ss.fffK", System.Globalization.CultureInfo.InvariantCulture),
         })).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The OAuth2 form (distribution's token spec, "oauth"): <c>grant_type=refresh_token</c> with
+    /// <c>refresh_token</c>, or <c>grant_type=password</c> with <c>username</c>/<c>password</c>; <c>service</c>,
+    /// <c>client_id</c> and a space-separated <c>scope</c>. Granted: every requested action.
+    /// </summary>
+    private async Task HandlePostAsync(HttpContext ctx)
+    {
+        var form = ctx.Request.HasFormContentType ? await ctx.Request.ReadFormAsync().ConfigureAwait(false) : null;
+        var scopes = (form?["scope"].ToString() ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).ToList();
+        string grant = form?["grant_type"].ToString() ?? "";
+        stats.TokenPost(grant);
+        bool good = grant switch
+        {
+            "refresh_token" => RefreshToken is not null && form!["refresh_token"].ToString() == RefreshToken,
+            "password" => form!["username"].ToString() == username && form["password"].ToString() == password,
+            _ => false,
+        };
+        if (form is null || (grant is not ("refresh_token" or "password")))
+        {
+            stats.Token(scopes, granted: false);
+            ctx.Response.StatusCode = 400;
+            await ctx.Response.WriteAsJsonAsync(new { error = "unsupported_grant_type" }).ConfigureAwait(false);
+            return;
+        }
+        if (!good || (form["service"].ToString() is { Length: > 0 } svc && svc != Service))
+        {
+            stats.Token(scopes, granted: false);
+            await DenyAsync(ctx, $"invalid {grant}").ConfigureAwait(false);
+            return;
+        }
+
+        var access = new JsonArray();
+        foreach (var scope in scopes)
+        {
+            var first = scope.IndexOf(':');
+            var last = scope.LastIndexOf(':');
+            if (first < 0 || last <= first) continue;
+            access.Add(new JsonObject
+            {
+                ["type"] = scope[..first],
+                ["name"] = scope[(first + 1)..last],
+                ["actions"] = new JsonArray(scope[(last + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries).Select(a => (JsonNode)JsonValue.Create(a)!).ToArray()),
+            });
+        }
+
+        stats.Token(scopes, granted: true);
+        await GrantAsync(ctx, username, access).ConfigureAwait(false);
     }
 
     private static async Task DenyAsync(HttpContext ctx, string message)

@@ -18,12 +18,12 @@ internal sealed partial class RangedFetch
         }
     }
 
-    private async Task GiveUpOrWaitAsync(int failures, TimeSpan delay, string cause, long at, CancellationToken ct)
+    private async Task GiveUpOrWaitAsync(int failures, TimeSpan delay, string cause, long at, CancellationToken ct, Exception? dropped = null)
     {
         var options = _transport.Options;
         if (failures > options.MaximumRetryCount)
         {
-            throw new OrasStagingException(ErrorCode.RegistryUnavailable,
+            throw new OrasStagingException(GiveUp.CodeFor(dropped),
                 $"The download of blob {_image.Digest} from {_image.Registry} kept failing at {Units.Bytes(at)} of {Units.Bytes(_image.Size)}: {cause}.",
                 "Run the command again to resume; -MaximumRetryCount and -RetryIntervalSec control retries.");
         }

@@ -46,7 +46,7 @@ internal sealed partial class RangedFetch
                 }
 
                 failures = got > before ? 1 : failures + 1;
-                await GiveUpOrWaitAsync(failures, RetryPolicy.Backoff(failures - 1, options.RetryIntervalSec), RegistryTransport.Describe(dropped), at, ct).ConfigureAwait(false);
+                await GiveUpOrWaitAsync(failures, RetryPolicy.Backoff(failures - 1, options.RetryIntervalSec), RegistryTransport.Describe(dropped), at, ct, dropped).ConfigureAwait(false);
                 continue;
             }
 

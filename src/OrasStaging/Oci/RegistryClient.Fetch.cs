@@ -159,7 +159,7 @@ public sealed partial class RegistryClient
                     highWater = Math.Max(highWater, position);
                     if (failures > options.MaximumRetryCount)
                     {
-                        throw new OrasStagingException(ErrorCode.RegistryUnavailable,
+                        throw new OrasStagingException(GiveUp.CodeFor(dropped),
                             $"The download of blob {image.Digest} from {image.Registry} kept failing at {Units.Bytes(position)} of {Units.Bytes(size)}: {RegistryTransport.Describe(dropped)}.",
                             "Run the command again to resume; -MaximumRetryCount and -RetryIntervalSec control retries.", dropped);
                     }

@@ -164,7 +164,7 @@ public sealed partial class RegistryClient
 
             text = Encoding.UTF8.GetString(body);
         }
-        catch (OrasStagingException ex) when (ex.Code is ErrorCode.RegistryUnavailable or ErrorCode.RegistryProtocolError)
+        catch (OrasStagingException ex) when (GiveUp.IsGiveUp(ex.Code) || ex.Code == ErrorCode.RegistryProtocolError)
         {
             _sink.Warning($"Could not fetch the checksum sidecar {sidecar.Title}: {ex.Message}");
             return;

@@ -148,7 +148,7 @@ internal sealed class RegistryTransport
 
                 if (attempt >= _options.MaximumRetryCount)
                 {
-                    throw new OrasStagingException(ErrorCode.RegistryUnavailable,
+                    throw new OrasStagingException(GiveUp.CodeFor(ex),
                         $"Cannot reach {request.Registry} for {request.What}: {Describe(ex)}" +
                         (attempt > 0 ? $" (gave up after {attempt} retries)." : "."),
                         "Check the registry address, your network and any proxy; -MaximumRetryCount and -RetryIntervalSec control retries.",

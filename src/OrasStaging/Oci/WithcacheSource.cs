@@ -69,7 +69,7 @@ internal sealed class WithcacheSource
 
     /// <summary>A failure that means "the cache is not there": a dropped connection, or the transport's retries ran out.</summary>
     public static bool IsUnavailable(Exception ex, CancellationToken ct) =>
-        RegistryTransport.IsConnectionFailure(ex, ct) || ex is OrasStagingException { Code: ErrorCode.RegistryUnavailable };
+        RegistryTransport.IsConnectionFailure(ex, ct) || (ex is OrasStagingException o && GiveUp.IsGiveUp(o.Code));
 
     internal static Uri CacheUriFor(string server, Uri origin)
     {

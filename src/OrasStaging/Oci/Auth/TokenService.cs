@@ -55,7 +55,7 @@ internal sealed class TokenService
             catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
             {
                 RegistryTransport.ThrowIfDefinite(ex, realm, $"the token service {realm.Host} for {request.Registry}");
-                throw new OrasStagingException(ErrorCode.RegistryUnavailable,
+                throw new OrasStagingException(GiveUp.CodeFor(ex),
                     $"Cannot reach the token service {realm.Host} for {request.Registry}: {RegistryTransport.Describe(ex)}", null, ex);
             }
 
