@@ -308,18 +308,25 @@ Describe 'CoreOS / Konflux disk images' {
 
 Describe 'KubeVirt disk artifacts (VEP 256)' {
     BeforeAll {
-        function script:Get-KubeVirtLayer([string] $File, [string] $Name, [long] $Size) {
-            @{ mediaType = 'application/vnd.kubevirt.disk.raw+zstd'; file = $File; annotations = @{ 'io.kubevirt.disk.name' = $Name; 'io.kubevirt.disk.size' = "$Size" } }
+        # As VEP 256 specifies: an index (artifactType application/vnd.kubevirt.virtualmachine.v1, linux/<arch>)
+        # over one manifest whose config is the VM definition and whose layers are the disks, raw+zstd, with
+        # io.kubevirt.disk.name and io.kubevirt.disk.size as a binary SI quantity ("10Gi").
+        function script:Get-KubeVirtLayer([string] $File, [string] $Name, [string] $Size) {
+            @{ mediaType = 'application/vnd.kubevirt.disk.raw+zstd'; file = $File
+                annotations = @{ 'io.kubevirt.disk.name' = $Name; 'io.kubevirt.disk.size' = $Size; 'org.opencontainers.image.title' = "$Name.raw.zst" } }
         }
         function script:Publish-KubeVirt([string] $Tag, [object[]] $Layers) {
             Publish-TestLayout -Registry $Registry -Repository 'lab/kubevirt' -Tag $Tag -Spec @{
-                manifests = @(@{ mediaType = 'oci'; artifactType = 'application/vnd.kubevirt.disk.v1'; layers = $Layers })
-                index     = @{ mediaType = 'oci'; entries = @(@{ manifest = 0; platform = @{ os = 'linux'; architecture = 'amd64' } }) }
+                manifests = @(@{ mediaType = 'oci'; artifactType = 'application/vnd.kubevirt.virtualmachine.v1'; layers = $Layers
+                        config = @{ mediaType = 'application/vnd.kubevirt.virtualmachine.config.v1+json'; json = '{"apiVersion":"kubevirt.io/v1","kind":"VirtualMachine","metadata":{"name":"vm"}}' } })
+                index     = @{ mediaType = 'oci'; artifactType = 'application/vnd.kubevirt.virtualmachine.v1'; annotations = @{ 'org.opencontainers.image.created' = '2026-01-01T00:00:00Z' }
+                    entries = @(@{ manifest = 0; platform = @{ os = 'linux'; architecture = 'amd64' } }) }
             }
         }
-        $null = Publish-KubeVirt 'two' @((Get-KubeVirtLayer $RawZst 'root' (Get-Item $Raw).Length), (Get-KubeVirtLayer $OtherZst 'data' (Get-Item $Other).Length))
-        # The declared size is 1 MiB short of what the layer inflates to.
-        $null = Publish-KubeVirt 'short' @(Get-KubeVirtLayer $RawZst 'root' ((Get-Item $Raw).Length - 1MB))
+        # root in plain bytes, data (exactly 2 MiB) as a quantity.
+        $null = Publish-KubeVirt 'two' @((Get-KubeVirtLayer $RawZst 'root' "$((Get-Item $Raw).Length)"), (Get-KubeVirtLayer $OtherZst 'data' '2Mi'))
+        # The declared size (3Mi) is short of what the layer inflates to (3 MiB + 1536).
+        $null = Publish-KubeVirt 'short' @(Get-KubeVirtLayer $RawZst 'root' '3Mi')
         $script:KV = "oras://$Host_/lab/kubevirt"
     }
 

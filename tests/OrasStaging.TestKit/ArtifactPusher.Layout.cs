@@ -16,7 +16,7 @@ namespace OrasStaging.TestKit;
 ///                    "layers": [ { "mediaType": "…", "compression": "gzip"|"zstd"|"none", "annotations": {…},
 ///                                  "file": "/path" | "text": "…" | "tar": [ { "path": "disk/", "type": "dir"|"file"|"symlink",
 ///                                  "file": "/path" | "text": "…", "uid": 107, "gid": 107, "linkTarget": "…" } ], "tarFormat": "ustar"|"pax"|"gnu" } ] } ],
-///   "index": { "mediaType": "oci"|"docker", "annotations": {…},
+///   "index": { "mediaType": "oci"|"docker", "artifactType": "…", "annotations": {…},
 ///              "entries": [ { "manifest": 0, "platform": { "os": "linux", "architecture": "amd64" }, "annotations": {…}, "artifactType": "…" } ] } }
 /// </code>
 /// The tag names the index when there is one, else the last manifest. Prints the digests and sizes of everything pushed.
@@ -60,6 +60,7 @@ public static partial class ArtifactPusher
                 {
                     w.WriteNumber("schemaVersion", 2);
                     w.WriteString("mediaType", mediaType);
+                    if (index["artifactType"]?.GetValue<string>() is { } indexArtifactType) w.WriteString("artifactType", indexArtifactType);
                     w.WriteStartArray("manifests");
                     foreach (var e in index["entries"]!.AsArray())
                     {

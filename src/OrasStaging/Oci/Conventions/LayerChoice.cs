@@ -125,8 +125,48 @@ internal static class LayerChoice
     private static string NameOf(OrasDescriptor d) =>
         d.Annotations.GetValueOrDefault(DiskConvention.KubeVirtNameAnnotation) ?? d.Title ?? Units.ShortDigest(d.Digest);
 
-    private static long? SizeOf(string? text) =>
-        long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long n) && n >= 0 ? n : null;
+    /// <summary>
+    /// io.kubevirt.disk.size: a Kubernetes quantity, "10Gi" as VEP 256 writes it (binary SI), or "1073741824",
+    /// "10G" (decimal SI). Null when it is not a whole number of bytes that fits, so a malformed annotation is no bound.
+    /// </summary>
+    internal static long? SizeOf(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        text = text.Trim();
+        int digits = 0;
+        while (digits < text.Length && char.IsAsciiDigit(text[digits]))
+        {
+            digits++;
+        }
+
+        if (digits == 0 || !long.TryParse(text.AsSpan(0, digits), NumberStyles.None, CultureInfo.InvariantCulture, out long number))
+        {
+            return null;
+        }
+
+        long? unit = text[digits..] switch
+        {
+            "" => 1,
+            "Ki" => 1L << 10,
+            "Mi" => 1L << 20,
+            "Gi" => 1L << 30,
+            "Ti" => 1L << 40,
+            "Pi" => 1L << 50,
+            "Ei" => 1L << 60,
+            "k" => 1_000,
+            "M" => 1_000_000,
+            "G" => 1_000_000_000,
+            "T" => 1_000_000_000_000,
+            "P" => 1_000_000_000_000_000,
+            "E" => 1_000_000_000_000_000_000,
+            _ => null,
+        };
+        return unit is { } u && number <= long.MaxValue / u ? number * u : null;
+    }
 
     /// <summary>podman-machine.x86_64.qemu.qcow2.zst: podman's naming of its machine-os disk layers.</summary>
     private static bool IsPodmanTitle(string? title) =>
