@@ -279,6 +279,38 @@ function Publish-TestImage {
     Invoke-TestKit $arguments -TimeoutSeconds $TimeoutSeconds
 }
 
+function Publish-TestLayout {
+    <#
+    .SYNOPSIS
+        Pushes the manifests (and index) a spec describes: containerDisks, podman/CoreOS/KubeVirt disk indexes.
+    .DESCRIPTION
+        -Spec is a hashtable in the shape tests/OrasStaging.TestKit/ArtifactPusher.Layout.cs documents (manifests
+        with layers from files, text or tar members; an optional index over them). Returns the TestKit's JSON:
+        reference, manifests (mediaType, digest, size, layers), indexDigest.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)] [object] $Registry,
+        [Parameter(Mandatory)] [string] $Repository,
+        [string] $Tag = 'latest',
+        [Parameter(Mandatory)] [hashtable] $Spec,
+        [int] $TimeoutSeconds = 300,
+        [string] $TestKitPath
+    )
+    Set-TestKitPathOverride $TestKitPath
+    $specPath = Join-Path ([IO.Path]::GetTempPath()) ("orasstaging-layout-" + [guid]::NewGuid().ToString('n') + '.json')
+    try {
+        $Spec | ConvertTo-Json -Depth 20 | Set-Content -LiteralPath $specPath -Encoding utf8NoBOM
+        $arguments = @('push-layout', '--registry', $Registry.registry, '--repository', $Repository, '--tag', $Tag, '--spec', $specPath)
+        if ($Registry.auth -ne 'anonymous') { $arguments += @('--username', $Registry.username, '--password', $Registry.password) }
+        if ($Registry.tls) { $arguments += @('--tls', '--ca', $Registry.caCertPath) }
+        Invoke-TestKit $arguments -TimeoutSeconds $TimeoutSeconds
+    }
+    finally {
+        Remove-Item -LiteralPath $specPath -Force -ErrorAction Ignore
+    }
+}
+
 function New-TestDiskImage {
     <#
     .SYNOPSIS
@@ -535,6 +567,6 @@ function Stop-TestCacheServer {
     $Cache.Job | Remove-Job -Force
 }
 
-Export-ModuleMember -Function Start-TestRegistry, Stop-TestRegistry, Publish-TestImage, New-TestDiskImage,
+Export-ModuleMember -Function Start-TestRegistry, Stop-TestRegistry, Publish-TestImage, Publish-TestLayout, New-TestDiskImage,
     Set-ProxyFault, Get-ProxyFault, Clear-ProxyFault, Get-ProxyStats, Reset-ProxyStats, Invoke-ChildPwsh, Start-ChildPwsh,
     Start-TestCacheServer, Stop-TestCacheServer

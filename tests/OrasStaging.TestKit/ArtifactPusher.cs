@@ -72,7 +72,7 @@ public sealed class PushResult
 }
 
 /// <summary>Publishes nosi-shaped disk-image artifacts (and a few look-alikes) with the distribution API.</summary>
-public static class ArtifactPusher
+public static partial class ArtifactPusher
 {
     public const string ManifestMediaType = "application/vnd.oci.image.manifest.v1+json";
     public const string IndexMediaType = "application/vnd.oci.image.index.v1+json";

@@ -15,6 +15,8 @@ public static class Program
           push --registry HOST:PORT --repository NAME [--tag latest] (--image RAW | --helm) [--compression gzip|zstd|xz|bzip2|none]
                [--title NAME] [--index] [--no-size-annotation] [--declared-size BYTES] [--username U --password P] [--tls [--ca PATH]]
               prints one JSON line describing what was pushed.
+          push-layout --registry HOST:PORT --repository NAME [--tag latest] --spec FILE.json [--username U --password P] [--tls [--ca PATH]]
+              pushes the manifests (and index) a JSON spec describes (see ArtifactPusher.Layout.cs); prints the digests.
         """;
 
     public static int Main(string[] args)
@@ -31,6 +33,7 @@ public static class Program
                 "generate-image" => GenerateImage(new Cli(args.Skip(1))),
                 "serve" => Serve(new Cli(args.Skip(1), "tls", "no-stdin", "strict-token-expiry")),
                 "push" => Push(new Cli(args.Skip(1), "tls", "index", "helm", "no-size-annotation")),
+                "push-layout" => PushLayout(new Cli(args.Skip(1), "tls")),
                 _ => throw new ArgumentException($"unknown command '{args[0]}'"),
             };
         }
@@ -54,6 +57,25 @@ public static class Program
         "random" => ImageShape.Random,
         _ => throw new ArgumentException($"unknown shape '{text}' (realistic|zeros|random)"),
     };
+
+    private static int PushLayout(Cli cli)
+    {
+        var options = new PushOptions
+        {
+            Registry = cli.Require("registry"),
+            Repository = cli.Require("repository"),
+            Tag = cli.Get("tag") ?? "latest",
+            Username = cli.Get("username"),
+            Password = cli.Get("password"),
+            Tls = cli.Flag("tls"),
+            CaCertPath = cli.Get("ca"),
+        };
+        string spec = cli.Require("spec");
+        cli.RejectUnknown();
+        var result = ArtifactPusher.PushLayoutAsync(options, spec).GetAwaiter().GetResult();
+        Console.WriteLine(result.ToJsonString());
+        return 0;
+    }
 
     private static int GenerateImage(Cli cli)
     {

@@ -82,6 +82,16 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
     [SupportsWildcards]
     public string? LayerTitle { get; set; }
 
+    /// <summary>The disk type to take from an index with one disk per type (podman: qemu, applehv, hyperv; CoreOS: qemu, metal, azure…); by default the one -Format or the extension asks for.</summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(DiskTypeCompleter))]
+    public string? DiskType { get; set; }
+
+    /// <summary>The io.kubevirt.disk.name of the disk to take from a KubeVirt disk artifact that holds several.</summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(DiskNameCompleter))]
+    public string? DiskName { get; set; }
+
     /// <summary>A withcache server (default $WITHCACHE_SERVER); an empty string turns the cache off.</summary>
     [Parameter]
     [AllowEmptyString]
@@ -194,6 +204,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
             var registryOptions = NewRegistryOptions(CacheServer);
             registryOptions.ConnectionLimit = ConnectionLimit;
             var resolveOptions = NewResolveOptions();
+            resolveOptions.TargetFormat = writer.Format;
             async Task<T> WithFlow<T>(IOperationSink sink, Func<InstallFlow, Task<T>> work)
             {
                 var source = new RegistryStagingSource(registryOptions, parsed, resolveOptions, sink);
@@ -223,5 +234,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
     {
         Platform = Platform,
         LayerTitle = LayerTitle,
+        DiskType = DiskType,
+        DiskName = DiskName,
     };
 }

@@ -34,10 +34,23 @@ public sealed class ResolveOrasImageCommand : RegistryCmdletBase
     [SupportsWildcards]
     public string? LayerMediaType { get; set; }
 
+    /// <summary>The disk type to take from an index with one disk per type (podman: qemu, applehv, hyperv; CoreOS: qemu, metal, azure…).</summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(Completion.DiskTypeCompleter))]
+    public string? DiskType { get; set; }
+
+    /// <summary>The io.kubevirt.disk.name of the disk to take from a KubeVirt disk artifact that holds several.</summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(Completion.DiskNameCompleter))]
+    public string? DiskName { get; set; }
+
     protected override void ProcessRecord()
     {
         var options = NewRegistryOptions();
-        var resolveOptions = new ResolveOptions { Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType };
+        var resolveOptions = new ResolveOptions
+        {
+            Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType, DiskType = DiskType, DiskName = DiskName,
+        };
         ForEachResolved(Reference, options, resolveOptions, WriteObject);
     }
 }

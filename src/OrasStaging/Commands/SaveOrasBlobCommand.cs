@@ -48,6 +48,16 @@ public sealed class SaveOrasBlobCommand : RegistryCmdletBase
     [SupportsWildcards]
     public string? LayerMediaType { get; set; }
 
+    /// <summary>The disk type to take from an index with one disk per type (podman: qemu, applehv, hyperv; CoreOS: qemu, metal, azure…).</summary>
+    [Parameter(ParameterSetName = ReferenceSet)]
+    [ArgumentCompleter(typeof(Completion.DiskTypeCompleter))]
+    public string? DiskType { get; set; }
+
+    /// <summary>The io.kubevirt.disk.name of the disk to take from a KubeVirt disk artifact that holds several.</summary>
+    [Parameter(ParameterSetName = ReferenceSet)]
+    [ArgumentCompleter(typeof(Completion.DiskNameCompleter))]
+    public string? DiskName { get; set; }
+
     /// <summary>A withcache server (default $WITHCACHE_SERVER); an empty string turns the cache off.</summary>
     [Parameter]
     [AllowEmptyString]
@@ -64,7 +74,10 @@ public sealed class SaveOrasBlobCommand : RegistryCmdletBase
         options.ConnectionLimit = ConnectionLimit;
         if (ParameterSetName == ReferenceSet)
         {
-            var resolveOptions = new ResolveOptions { Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType };
+            var resolveOptions = new ResolveOptions
+            {
+                Platform = Platform, LayerTitle = LayerTitle, LayerMediaType = LayerMediaType, DiskType = DiskType, DiskName = DiskName,
+            };
             ForEachResolved(Reference, options, resolveOptions, image => Save(image, options));
             return;
         }

@@ -33,15 +33,15 @@ internal static class DecodePump
 
     public static void Decode(
         CompressionKind kind, Stream prefixed, CountingStream counting,
-        ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct)
+        ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct, string? tarMember = null)
     {
         Exception? failure = null;
         try
         {
             using Stream decoder = Decoders.Open(kind, prefixed);
 
-            // A containerDisk layer decodes to a tar: its disk member is what gets written.
-            using Stream decoded = TarMemberStream.Unwrap(decoder);
+            // A containerDisk layer decodes to a tar: its disk member (the one resolved, when known) is what gets written.
+            using Stream decoded = TarMemberStream.Unwrap(decoder, tarMember);
             if (kind == CompressionKind.Gzip)
             {
                 using var chunker = new ChunkingStream(filled, free, ct);

@@ -86,6 +86,9 @@ public sealed class DiskWriteOptions
     /// </summary>
     public long? MaxDecodedBytes { get; set; }
 
+    /// <summary>For a containerDisk layer: the tar member the resolve step found the disk in (e.g. disk/disk.qcow2).</summary>
+    internal string? TarMember { get; set; }
+
     /// <summary>The name shown in progress and Verbose when writing through a temporary file.</summary>
     internal string? DisplayName { get; set; }
 

@@ -69,7 +69,7 @@ public static class DiskImageWriter
 
         var prefixed = new PrefixedStream(head, counting);
         Task producer = Task.Factory.StartNew(
-            () => DecodePump.Decode(kind, prefixed, counting, filled.Writer, free.Reader, linked.Token),
+            () => DecodePump.Decode(kind, prefixed, counting, filled.Writer, free.Reader, linked.Token, options.TarMember),
             linked.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         try

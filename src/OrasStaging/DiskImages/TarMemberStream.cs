@@ -30,10 +30,12 @@ internal sealed class TarMemberStream : ForwardReadStream
     public long MemberSize { get; }
 
     /// <summary>
-    /// The decoded stream itself when it is no tar; else the disk member of the tar. UnsupportedFormat when the tar
-    /// holds no regular file under disk/ (whiteouts noted), CorruptInput when a header is damaged or the tar ends early.
+    /// The decoded stream itself when it is no tar; else the disk member of the tar: <paramref name="memberPath"/>
+    /// when the resolve step named it (the layer search read these headers already), else the first regular file
+    /// under disk/. UnsupportedFormat when the tar holds no such file (whiteouts noted), CorruptInput when a header
+    /// is damaged or the tar ends early.
     /// </summary>
-    public static Stream Unwrap(Stream decoded, Action<string>? verbose = null)
+    public static Stream Unwrap(Stream decoded, string? memberPath = null, Action<string>? verbose = null)
     {
         var head = new byte[Block];
         int got = ReadFull(decoded, head);
@@ -42,26 +44,54 @@ internal sealed class TarMemberStream : ForwardReadStream
             return new PrefixedStream(head.AsSpan(0, got).ToArray(), decoded);
         }
 
-        var member = FindDisk(decoded, head);
+        var scan = Walk(decoded, head, path => memberPath is null ? !Whiteouts.IsHidden(path, null) : path == memberPath);
+        var member = scan.Found ?? throw NoDisk(scan, memberPath);
         verbose?.Invoke($"The layer is a tar (a containerDisk); its disk is {member.MemberPath} ({Units.Bytes(member.MemberSize)}).");
         return member;
     }
 
-    /// <summary>Walks the headers from <paramref name="first"/> (already read) to the disk member.</summary>
-    private static TarMemberStream FindDisk(Stream tar, byte[] first)
+    /// <summary>
+    /// For the layer search of a containerDisk: null when <paramref name="decoded"/> is no tar; else what the tar
+    /// holds: the first regular file under disk/ that <paramref name="hidden"/> (whiteouts of the layers above)
+    /// does not hide, positioned at its data, and the whiteouts this layer adds for the layers below.
+    /// </summary>
+    public static TarScan? Scan(Stream decoded, Whiteouts hidden)
     {
+        var head = new byte[Block];
+        int got = ReadFull(decoded, head);
+        if (got < Block || !ImageFormatDetector.IsTar(head))
+        {
+            return null;
+        }
+
+        return Walk(decoded, head, path => !Whiteouts.IsHidden(path, hidden));
+    }
+
+    /// <summary>What one pass over a tar's headers found.</summary>
+    internal sealed class TarScan
+    {
+        public TarMemberStream? Found { get; set; }
+
+        public List<string> Seen { get; } = new();
+
+        /// <summary>The whiteout entries of this layer (paths as in the tar, e.g. disk/.wh.old.qcow2).</summary>
+        public List<string> WhiteoutPaths { get; } = new();
+    }
+
+    /// <summary>Walks the headers from <paramref name="first"/> (already read) to the first disk member <paramref name="accept"/> takes.</summary>
+    private static TarScan Walk(Stream tar, byte[] first, Func<string, bool> accept)
+    {
+        var scan = new TarScan();
         var header = first;
         string? longName = null;
         string? paxPath = null;
         long? paxSize = null;
-        var seen = new List<string>();
-        var whiteouts = new List<string>();
         while (true)
         {
             if (header.AsSpan().IndexOfAnyExcept((byte)0) < 0)
             {
                 // The end-of-archive marker: two zero blocks (one is enough to know).
-                throw NoDisk(seen, whiteouts);
+                return scan;
             }
 
             VerifyChecksum(header);
@@ -79,20 +109,21 @@ internal sealed class TarMemberStream : ForwardReadStream
                 case 'x':
                     (paxPath, paxSize) = ParsePax(ReadData(tar, size));
                     break;
-                case '0' or '\0' or '7' when IsDiskPath(path):
-                    return new TarMemberStream(tar, path, size);
-                case '1' or '2' when IsDiskPath(path):
+                case '0' or '\0' or '7' when IsDiskPath(path) && accept(path):
+                    scan.Found = new TarMemberStream(tar, path, size);
+                    return scan;
+                case '1' or '2' when IsDiskPath(path) && accept(path):
                     throw new OrasStagingException(ErrorCode.UnsupportedFormat,
                         $"The containerDisk's {path} is a {(type == '1' ? "hard" : "symbolic")} link, not a regular file.",
                         "Publish the disk as a regular file under disk/.");
                 default:
-                    if (path.Contains("/.wh.", StringComparison.Ordinal) || path.StartsWith(".wh.", StringComparison.Ordinal))
+                    if (Whiteouts.IsWhiteout(path))
                     {
-                        whiteouts.Add(path);
+                        scan.WhiteoutPaths.Add(path);
                     }
-                    else if (seen.Count < 8)
+                    else if (scan.Seen.Count < 8)
                     {
-                        seen.Add(path);
+                        scan.Seen.Add(path);
                     }
 
                     Skip(tar, type is '1' or '2' or '3' or '4' or '5' or '6' ? 0 : size);
@@ -108,17 +139,19 @@ internal sealed class TarMemberStream : ForwardReadStream
         }
     }
 
-    private static OrasStagingException NoDisk(List<string> seen, List<string> whiteouts) =>
+    private static OrasStagingException NoDisk(TarScan scan, string? memberPath) =>
         new(ErrorCode.UnsupportedFormat,
-            $"The decoded layer is a tar archive with no regular file under {DiskFolder}, so it is not a containerDisk"
-            + (whiteouts.Count > 0 ? $" (it deletes {string.Join(", ", whiteouts)})" : string.Empty)
-            + (seen.Count > 0 ? $"; it holds {string.Join(", ", seen)}" : "; it is empty") + ". Nothing was written.",
+            (memberPath is null
+                ? $"The decoded layer is a tar archive with no regular file under {DiskFolder}, so it is not a containerDisk"
+                : $"The decoded layer is a tar archive without {memberPath}, the disk its image was resolved to")
+            + (scan.WhiteoutPaths.Count > 0 ? $" (it deletes {string.Join(", ", scan.WhiteoutPaths)})" : string.Empty)
+            + (scan.Seen.Count > 0 ? $"; it holds {string.Join(", ", scan.Seen)}" : "; it is empty") + ". Nothing was written.",
             "Check the reference: a containerDisk image carries its disk as disk/<name>.qcow2 or .img in its top layer.");
 
     /// <summary>A regular file directly under disk/ that is not a whiteout.</summary>
     private static bool IsDiskPath(string path) =>
         path.StartsWith(DiskFolder, StringComparison.Ordinal) && path.Length > DiskFolder.Length
-        && path.IndexOf('/', DiskFolder.Length) < 0 && !path[DiskFolder.Length..].StartsWith(".wh.", StringComparison.Ordinal);
+        && path.IndexOf('/', DiskFolder.Length) < 0 && !Whiteouts.IsWhiteout(path);
 
     private static string Normalize(string path)
     {
@@ -324,4 +357,73 @@ internal sealed class TarMemberStream : ForwardReadStream
     }
 
     public override long Position { get => MemberSize - _remaining; set => throw new NotSupportedException(); }
+}
+
+/// <summary>
+/// The OCI layer whiteouts (image-spec layer.md): in a layer, <c>dir/.wh.name</c> deletes <c>dir/name</c> of the
+/// layers below, and <c>dir/.wh..wh..opq</c> hides everything the layers below have under <c>dir/</c>. Collected
+/// from the top layer down; a layer's own whiteouts apply only to the layers under it.
+/// </summary>
+internal sealed class Whiteouts
+{
+    private const string Prefix = ".wh.";
+    private const string Opaque = ".wh..wh..opq";
+    private readonly HashSet<string> _deleted = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _opaque = new(StringComparer.Ordinal);
+
+    public static bool IsWhiteout(string path) =>
+        path.StartsWith(Prefix, StringComparison.Ordinal) || path.Contains("/" + Prefix, StringComparison.Ordinal);
+
+    /// <summary>Adds the whiteout entries of one layer (call after that layer was searched).</summary>
+    public void Add(IEnumerable<string> whiteoutPaths)
+    {
+        foreach (string path in whiteoutPaths)
+        {
+            int slash = path.LastIndexOf('/');
+            string dir = slash < 0 ? string.Empty : path[..slash];
+            string name = path[(slash + 1)..];
+            if (name == Opaque)
+            {
+                _opaque.Add(dir);
+            }
+            else if (name.StartsWith(Prefix, StringComparison.Ordinal))
+            {
+                _deleted.Add((dir.Length == 0 ? string.Empty : dir + "/") + name[Prefix.Length..]);
+            }
+        }
+    }
+
+    /// <summary>True when an upper layer deleted <paramref name="path"/>, a folder above it, or made a folder above it opaque.</summary>
+    public static bool IsHidden(string path, Whiteouts? upper)
+    {
+        if (upper is null)
+        {
+            return false;
+        }
+
+        string current = path;
+        while (true)
+        {
+            if (upper._deleted.Contains(current))
+            {
+                return true;
+            }
+
+            int slash = current.LastIndexOf('/');
+            string parent = slash < 0 ? string.Empty : current[..slash];
+            if (upper._opaque.Contains(parent))
+            {
+                return true;
+            }
+
+            if (slash < 0)
+            {
+                return false;
+            }
+
+            current = parent;
+        }
+    }
+
+    public override string ToString() => string.Join(", ", _deleted.Concat(_opaque.Select(o => o + "/" + Opaque)));
 }

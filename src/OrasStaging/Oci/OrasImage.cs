@@ -72,5 +72,26 @@ public sealed class OrasImage
     /// <summary>os/arch[/variant] of the chosen manifest when it came from an index.</summary>
     public string? Platform { get; init; }
 
+    /// <summary>
+    /// The publisher's convention recognised: nosi, containerDisk, podman, diskimage, kubevirt or layer (see
+    /// docs/CONVENTIONS.md); null for a blob pinned by digest whose manifest is unknown.
+    /// </summary>
+    public string? Convention { get; init; }
+
+    /// <summary>The disk's format inside the layer when the convention states it (qcow2, raw, vhdx…).</summary>
+    public string? DiskFormat { get; init; }
+
+    /// <summary>The disk type of the index entry taken (podman machine-os: qemu, applehv, hyperv; CoreOS: qemu, metal…).</summary>
+    public string? DiskType { get; init; }
+
+    /// <summary>io.kubevirt.disk.name of the disk taken from a KubeVirt disk artifact.</summary>
+    public string? DiskName { get; init; }
+
+    /// <summary>The uncompressed size the artifact declares (io.kubevirt.disk.size); the decoded output may not exceed it.</summary>
+    public long? DeclaredSize { get; init; }
+
+    /// <summary>containerDisk: the disk's path inside the layer's tar, e.g. disk/disk.qcow2.</summary>
+    public string? MemberPath { get; init; }
+
     public override string ToString() => Reference;
 }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using OrasStaging.Oci.Conventions;
 
 namespace OrasStaging.Oci;
 
@@ -88,20 +89,27 @@ public sealed partial class RegistryClient
         CancellationToken ct)
     {
         var (chosen, facts) = await ChooseLayerAsync(reference, manifest, options, ct).ConfigureAwait(false);
-        return NewImage(reference, pinned, chosen.Digest, chosen.Size, chosen, facts);
+        return NewImage(reference, pinned, chosen.Layer.Digest, chosen.Layer.Size, chosen.Layer, facts, chosen);
     }
 
-    /// <summary>Through an index to the platform's manifest, then to one layer (<paramref name="chooseDigest"/>'s if given).</summary>
-    private async Task<(OrasDescriptor Chosen, ManifestFacts Facts)> ChooseLayerAsync(ImageReference reference, ManifestBody manifest,
+    /// <summary>
+    /// Through an index to one manifest (by platform, or by disk type: Conventions/IndexChoice), then to one layer
+    /// (<paramref name="chooseDigest"/>'s if given; else Conventions/LayerChoice, and for a containerDisk the layer
+    /// search through the tar headers).
+    /// </summary>
+    private async Task<(DiskSelection Chosen, ManifestFacts Facts)> ChooseLayerAsync(ImageReference reference, ManifestBody manifest,
         ResolveOptions options, CancellationToken ct, string? chooseDigest = null)
     {
         string? platform = null;
+        IndexPick? pick = null;
         if (manifest.MediaType is OciIndex or DockerList)
         {
             var entries = ParseIndex(manifest.Body);
-            var entry = Selection.ChoosePlatform(entries, options.Platform, Selection.HostOs(), Selection.HostArchitecture(), reference.ToString());
+            pick = IndexChoice.Choose(entries, options, Selection.HostOs(), Selection.HostArchitecture(), reference.ToString());
+            var entry = pick.Entry;
             platform = entry.Platform;
-            _sink.Verbose($"{reference} is an index; taking {entry.Platform} ({Units.ShortDigest(entry.Digest)}).");
+            _sink.Verbose($"{reference} is an index; taking {entry.Platform}"
+                + (pick.DiskType is null ? string.Empty : $", disk type {pick.DiskType}") + $" ({Units.ShortDigest(entry.Digest)}).");
             manifest = await FetchManifestAsync(reference, entry.Digest, entry.Digest, ct).ConfigureAwait(false);
             if (manifest.MediaType is OciIndex or DockerList)
             {
@@ -111,12 +119,17 @@ public sealed partial class RegistryClient
         }
 
         var (layers, artifactType, annotations) = ParseManifest(manifest.Body, manifest.MediaType);
-        OrasDescriptor chosen = chooseDigest is not null && layers.FirstOrDefault(l => Digest.AreEqual(l.Digest, chooseDigest)) is { } pinnedLayer
-            ? pinnedLayer
-            : Selection.ChooseLayer(layers, options.LayerTitle, options.LayerMediaType, reference.ToString());
+        DiskSelection chosen = chooseDigest is not null && layers.FirstOrDefault(l => Digest.AreEqual(l.Digest, chooseDigest)) is { } pinnedLayer
+            ? LayerChoice.Describe(pinnedLayer, artifactType, pick)
+            : LayerChoice.Choose(layers, artifactType, options, pick, reference.ToString());
+        if (chooseDigest is null && chosen.Convention == DiskConvention.ContainerDisk)
+        {
+            chosen = await FindContainerDiskAsync(reference, chosen, layers, options, ct).ConfigureAwait(false);
+        }
+
         if (chooseDigest is null && !options.ManifestsOnly)
         {
-            await CrossCheckSidecarAsync(reference.Registry, reference.Repository, chosen, layers, ct).ConfigureAwait(false);
+            await CrossCheckSidecarAsync(reference.Registry, reference.Repository, chosen.Layer, layers, ct).ConfigureAwait(false);
         }
 
         return (chosen, new ManifestFacts(manifest.Digest, artifactType, annotations, layers, platform));

@@ -30,7 +30,11 @@ public sealed partial class RegistryClient
                 variant = Str(p, "variant");
             }
 
-            result.Add(new PlatformEntry(digest!, Str(m, "mediaType") ?? OciManifest, Int64Or(m, "size") ?? 0, os, arch, variant));
+            result.Add(new PlatformEntry(digest!, Str(m, "mediaType") ?? OciManifest, Int64Or(m, "size") ?? 0, os, arch, variant)
+            {
+                Annotations = Annotations(m),
+                ArtifactType = Shown(Str(m, "artifactType")),
+            });
         }
 
         return result;

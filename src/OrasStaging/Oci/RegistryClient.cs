@@ -129,11 +129,13 @@ public sealed partial class RegistryClient
             try
             {
                 var manifest = await FetchManifestAsync(reference, tag, null, ct).ConfigureAwait(false);
-                var (_, facts) = await ChooseLayerAsync(reference, manifest,
-                    new ResolveOptions { Platform = options.Platform, LayerMediaType = "*" }, ct, chooseDigest: digest).ConfigureAwait(false);
+                var (selection, facts) = await ChooseLayerAsync(reference, manifest,
+                    new ResolveOptions { Platform = options.Platform, DiskType = options.DiskType, TargetFormat = options.TargetFormat, LayerMediaType = "*" },
+                    ct, chooseDigest: digest).ConfigureAwait(false);
                 if (facts.Layers.FirstOrDefault(l => Digest.AreEqual(l.Digest, digest)) is { } described)
                 {
-                    return NewImage(reference, PinnedKind.Blob, digest, size, described, facts);
+                    return NewImage(reference, PinnedKind.Blob, digest, size, described, facts,
+                        Digest.AreEqual(selection.Layer.Digest, digest) ? selection : null);
                 }
             }
             catch (OrasStagingException ex) when (ex.Code is ErrorCode.ManifestNotFound or ErrorCode.NoImageLayer or ErrorCode.PlatformAmbiguous)
@@ -150,7 +152,8 @@ public sealed partial class RegistryClient
         IReadOnlyList<OrasDescriptor> Layers, string? Platform);
 
     /// <summary>The one place an <see cref="OrasImage"/> is built.</summary>
-    private OrasImage NewImage(ImageReference reference, PinnedKind pinned, string digest, long size, OrasDescriptor? layer, ManifestFacts? manifest) => new()
+    private OrasImage NewImage(ImageReference reference, PinnedKind pinned, string digest, long size, OrasDescriptor? layer, ManifestFacts? manifest,
+        Conventions.DiskSelection? selection = null) => new()
     {
         Reference = reference.ToString(),
         Registry = reference.Registry,
@@ -167,6 +170,12 @@ public sealed partial class RegistryClient
         Annotations = manifest?.Annotations ?? new Dictionary<string, string>(),
         Layers = manifest?.Layers ?? Array.Empty<OrasDescriptor>(),
         Platform = manifest?.Platform,
+        Convention = selection?.Convention,
+        DiskFormat = selection?.DiskFormat,
+        DiskType = selection?.DiskType,
+        DiskName = selection?.DiskName,
+        DeclaredSize = selection?.DeclaredSize,
+        MemberPath = selection?.MemberPath,
     };
 
     internal Uri BlobUriOf(string registry, string repository, string digest) =>

@@ -49,6 +49,18 @@ public sealed class ResolveOptions
     public string? LayerMediaType { get; set; }
 
     /// <summary>
+    /// The disk type of an index with one disk per type (podman machine-os: qemu, applehv, hyperv; CoreOS: qemu,
+    /// metal, azure…). Null: the one <see cref="TargetFormat"/> asks for, else the only one.
+    /// </summary>
+    public string? DiskType { get; set; }
+
+    /// <summary>io.kubevirt.disk.name of the disk to take from a KubeVirt disk artifact with several.</summary>
+    public string? DiskName { get; set; }
+
+    /// <summary>The format that will be written (Install-DiskImageFromOras), which picks a disk type; null: unknown.</summary>
+    public DiskImages.DiskImageFormat? TargetFormat { get; set; }
+
+    /// <summary>
     /// Manifest requests only: no checksum-sidecar cross-check (a blob GET). For questions about which digest a tag
     /// names (Get-StagedDiskImage -CheckRemote), where nothing is downloaded and the layer digest is what is compared.
     /// </summary>

@@ -5,6 +5,12 @@ namespace OrasStaging.Oci;
 /// <summary>An index entry's platform.</summary>
 internal sealed record PlatformEntry(string Digest, string MediaType, long Size, string? Os, string? Architecture, string? Variant)
 {
+    /// <summary>The entry's annotations (podman machine-os puts its <c>disktype</c> here).</summary>
+    public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The entry's artifactType (CoreOS/Konflux: application/vnd.diskimage.&lt;format&gt;…).</summary>
+    public string? ArtifactType { get; init; }
+
     public string Platform => string.Join('/', new[] { Os ?? "unknown", Architecture ?? "unknown", Variant }.Where(s => !string.IsNullOrEmpty(s)));
 }
 

@@ -32,12 +32,16 @@ internal sealed class DiskImageStagingWriter : IStagingWriter
     /// </summary>
     public long? DeclaredDecodedBytes { get; set; }
 
+    /// <summary>containerDisk: the tar member the resolve step found the disk in; null: the first file under disk/.</summary>
+    public string? TarMember { get; set; }
+
     public async Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
         CancellationToken cancellationToken)
     {
         var options = _options.Clone();
         options.InputLength = inputLength;
         options.MaxDecodedBytes = DeclaredDecodedBytes ?? options.MaxDecodedBytes;
+        options.TarMember = TarMember;
         var result = await DiskImageWriter.WriteAsync(input, outputPath, options, sink, cancellationToken).ConfigureAwait(false);
         return new WrittenImage(result.Format, result.VirtualSize, result.FileSize, result.InputBytes);
     }

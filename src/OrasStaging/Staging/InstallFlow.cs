@@ -70,6 +70,13 @@ internal sealed class InstallFlow
             return SkipDecision.Skipped(request, resolved, clock, layer, _writer.Format);
         }
 
+        if (_writer is DiskImageStagingWriter disk)
+        {
+            // What the selection says about the decoded bytes: their bound and, in a containerDisk, which member.
+            disk.DeclaredDecodedBytes = layer.DeclaredDecodedBytes ?? disk.DeclaredDecodedBytes;
+            disk.TarMember = layer.MemberPath;
+        }
+
         string folder = Path.GetDirectoryName(request.Path)
             ?? throw new OrasStagingException(ErrorCode.InvalidArgument, $"'{request.Path}' has no folder.");
         CreateFolder(folder);

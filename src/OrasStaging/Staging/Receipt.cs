@@ -26,6 +26,12 @@ internal sealed record Receipt
 
     public string? Title { get; init; }
 
+    /// <summary>The publisher's convention the layer was chosen by (nosi, containerDisk, podman, diskimage, kubevirt, layer).</summary>
+    public string? Convention { get; init; }
+
+    /// <summary>For a containerDisk: the disk's path inside the layer's tar (the stamp still holds the layer blob's digest).</summary>
+    public string? MemberPath { get; init; }
+
     /// <summary>Written by its lower-case name ("qcow2", "raw", "vhd"), as <see cref="DiskImageFormats.Name"/> spells it.</summary>
     public DiskImageFormat Format { get; init; }
 

@@ -57,7 +57,10 @@ internal sealed class RegistryStagingSource : IStagingSource, IResumableStagingS
             Size = image.Size,
             MediaType = image.MediaType,
             Title = image.Title,
-            DeclaredImageSize = declared,
+            DeclaredImageSize = declared ?? image.DeclaredSize,
+            Convention = image.Convention,
+            MemberPath = image.MemberPath,
+            DeclaredDecodedBytes = image.DeclaredSize,
         };
     }
 

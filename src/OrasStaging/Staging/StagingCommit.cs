@@ -36,6 +36,8 @@ internal static class StagingCommit
             Digest = layer.Digest,
             MediaType = layer.MediaType,
             Title = layer.Title,
+            Convention = layer.Convention,
+            MemberPath = layer.MemberPath,
             Format = written.Format,
             VirtualSize = written.VirtualSize,
             Time = DateTimeOffset.UtcNow,

@@ -29,6 +29,15 @@ internal sealed record ResolvedLayer
     /// convention may set it from its own metadata): the free-space check uses it, and the decoder may not pass it.
     /// </summary>
     public long? DeclaredImageSize { get; init; }
+
+    /// <summary>The publisher's convention (OrasImage.Convention), for the receipt.</summary>
+    public string? Convention { get; init; }
+
+    /// <summary>containerDisk: the disk's path inside the layer's tar, which the writer takes and the receipt records.</summary>
+    public string? MemberPath { get; init; }
+
+    /// <summary>The decoded size the selection declares (io.kubevirt.disk.size): decoding past it is CorruptInput.</summary>
+    public long? DeclaredDecodedBytes { get; init; }
 }
 
 /// <summary>Where the flow gets the artifact from: the registry in production, a fake in unit tests.</summary>
