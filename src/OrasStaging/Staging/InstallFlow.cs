@@ -72,8 +72,7 @@ internal sealed class InstallFlow
 
         if (_writer is DiskImageStagingWriter disk)
         {
-            // What the selection says about the decoded bytes: their bound and, in a containerDisk, which member.
-            disk.DeclaredDecodedBytes = layer.DeclaredDecodedBytes ?? disk.DeclaredDecodedBytes;
+            // In a containerDisk, the member of the layer's tar that holds the disk (the size bound is set in OnePassWrite).
             disk.TarMember = layer.MemberPath;
         }
 

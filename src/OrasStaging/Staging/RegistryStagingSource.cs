@@ -60,7 +60,6 @@ internal sealed class RegistryStagingSource : IStagingSource, IResumableStagingS
             DeclaredImageSize = declared ?? image.DeclaredSize,
             Convention = image.Convention,
             MemberPath = image.MemberPath,
-            DeclaredDecodedBytes = image.DeclaredSize,
         };
     }
 

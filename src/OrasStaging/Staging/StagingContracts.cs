@@ -35,9 +35,6 @@ internal sealed record ResolvedLayer
 
     /// <summary>containerDisk: the disk's path inside the layer's tar, which the writer takes and the receipt records.</summary>
     public string? MemberPath { get; init; }
-
-    /// <summary>The decoded size the selection declares (io.kubevirt.disk.size): decoding past it is CorruptInput.</summary>
-    public long? DeclaredDecodedBytes { get; init; }
 }
 
 /// <summary>Where the flow gets the artifact from: the registry in production, a fake in unit tests.</summary>
