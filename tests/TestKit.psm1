@@ -14,6 +14,8 @@ $script:SavedEnvironment = @{}
 foreach ($name in $IsolatedVariables) { $SavedEnvironment[$name] = [Environment]::GetEnvironmentVariable($name) }
 $script:IsolationFolder = Join-Path ([IO.Path]::GetTempPath()) ("orasstaging-testenv-" + [guid]::NewGuid().ToString('n'))
 $null = New-Item -ItemType Directory -Path (Join-Path $IsolationFolder 'docker') -Force
+# An explicit CONTAINERS_REGISTRIES_CONF must exist (as in the container engines): an empty one means no mirrors.
+$null = New-Item -ItemType File -Path (Join-Path $IsolationFolder 'registries.conf') -Force
 [Environment]::SetEnvironmentVariable('WITHCACHE_SERVER', $null)
 [Environment]::SetEnvironmentVariable('SSL_CERT_FILE', $null)
 [Environment]::SetEnvironmentVariable('DOCKER_CONFIG', (Join-Path $IsolationFolder 'docker'))
@@ -114,6 +116,9 @@ function Start-TestRegistry {
         Sign exp = iat + expires_in - 60 so the real registry refuses the token expires_in seconds after
         issue (for token-expiry tests against the registry itself; the proxy's Unauthorized fault is the
         deterministic alternative).
+    .PARAMETER ProxyRemoteUrl
+        Run the registry as a pull-through cache (distribution's proxy.remoteurl) of this URL, e.g. another test
+        registry's proxyUrl, whose Get-ProxyStats then counts what the cache fetched from that origin.
     .PARAMETER TimeoutSeconds
         How long to wait for the registry to come up.
     .PARAMETER TestKitPath
@@ -130,6 +135,7 @@ function Start-TestRegistry {
         [ValidateRange(1, 86400)]
         [int] $TokenExpiresIn = 300,
         [switch] $StrictTokenExpiry,
+        [string] $ProxyRemoteUrl,
         [ValidateRange(1, 600)]
         [int] $TimeoutSeconds = 60,
         [string] $TestKitPath
@@ -138,6 +144,7 @@ function Start-TestRegistry {
     $arguments = @('serve', '--auth', $Auth, '--token-expires-in', $TokenExpiresIn)
     if ($Tls) { $arguments += '--tls' }
     if ($StrictTokenExpiry) { $arguments += '--strict-token-expiry' }
+    if ($ProxyRemoteUrl) { $arguments += @('--proxy-remote-url', $ProxyRemoteUrl) }
     $process = New-TestKitProcess $arguments
     $stderr = $process.StandardError.ReadToEndAsync()
     $line = $process.StandardOutput.ReadLineAsync()

@@ -72,5 +72,11 @@ public sealed class OrasImage
     /// <summary>os/arch[/variant] of the chosen manifest when it came from an index.</summary>
     public string? Platform { get; init; }
 
+    /// <summary>
+    /// Where a pull of this reference goes, in the order tried: the withcache server, mirrors (-Mirror, then
+    /// registries.conf), the origin last. Display only: a download plans again from <see cref="Reference"/>.
+    /// </summary>
+    public IReadOnlyList<Oci.Mirrors.PullSource> Sources { get; init; } = Array.Empty<Oci.Mirrors.PullSource>();
+
     public override string ToString() => Reference;
 }

@@ -8,14 +8,20 @@ public sealed partial class RegistryClient
 {
     internal sealed record ManifestBody(byte[] Body, string MediaType, string Digest);
 
-    private async Task<ManifestBody> FetchManifestAsync(ImageReference reference, string tagOrDigest, string? expectedDigest, CancellationToken ct)
+    /// <summary>A tag at the sources that may resolve tags (the origin by default); a digest at mirrors first.</summary>
+    private Task<ManifestBody> FetchManifestAsync(ImageReference reference, string tagOrDigest, string? expectedDigest, CancellationToken ct) =>
+        AcrossAsync(reference, expectedDigest is null ? Mirrors.SourceRoles.ResolveTag : Mirrors.SourceRoles.Manifest,
+            at => FetchManifestAtAsync(at, tagOrDigest, expectedDigest, ct), ct);
+
+    private async Task<ManifestBody> FetchManifestAtAsync(Mirrors.SourceEndpoint at, string tagOrDigest, string? expectedDigest, CancellationToken ct)
     {
+        var reference = at.Reference;
         string what = expectedDigest is null ? $"manifest {tagOrDigest}" : $"manifest {Units.ShortDigest(tagOrDigest)}";
-        var request = Request(HttpMethod.Get, reference, $"/manifests/{tagOrDigest}", what) with { Accept = ManifestTypes };
-        using var response = await _transport.SendAsync(request, ct).ConfigureAwait(false);
+        var request = Request(HttpMethod.Get, at, $"/manifests/{tagOrDigest}", what) with { Accept = ManifestTypes };
+        using var response = await at.Transport.SendAsync(request, ct).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {
-            throw await _transport.ErrorFromAsync(response, request, ErrorCode.ManifestNotFound, ct).ConfigureAwait(false);
+            throw await at.Transport.ErrorFromAsync(response, request, ErrorCode.ManifestNotFound, ct).ConfigureAwait(false);
         }
 
         byte[] body = await RegistryTransport.ReadCappedAsync(response.Content, MaxManifestBytes, "manifest", ct).ConfigureAwait(false);
@@ -139,16 +145,29 @@ public sealed partial class RegistryClient
         string text;
         try
         {
-            var request = new RegistryRequest(HttpMethod.Get, BlobUriOf(reference.Registry, reference.Repository, sidecar.Digest),
-                reference.Registry, reference.Repository, $"sidecar {sidecar.Title}");
-            using var response = await _transport.SendAsync(request, ct).ConfigureAwait(false);
-            if (!response.IsSuccessStatusCode)
+            // A blob like the layer: from the mirrors first, so a warm mirror spares the origin every blob request.
+            byte[]? body = await AcrossAsync(reference, Mirrors.SourceRoles.Blob, async at =>
             {
-                _sink.Warning($"Could not fetch the checksum sidecar {sidecar.Title} (HTTP {(int)response.StatusCode}); relying on the layer digest alone.");
+                var request = Request(HttpMethod.Get, at, $"/blobs/{sidecar.Digest}", $"sidecar {sidecar.Title}");
+                using var response = await at.Transport.SendAsync(request, ct).ConfigureAwait(false);
+                if (!response.IsSuccessStatusCode)
+                {
+                    if (!at.IsOrigin)
+                    {
+                        throw await at.Transport.ErrorFromAsync(response, request, ErrorCode.BlobNotFound, ct).ConfigureAwait(false);
+                    }
+
+                    _sink.Warning($"Could not fetch the checksum sidecar {sidecar.Title} (HTTP {(int)response.StatusCode}); relying on the layer digest alone.");
+                    return null;
+                }
+
+                return await RegistryTransport.ReadCappedAsync(response.Content, 64 * 1024, "checksum sidecar", ct).ConfigureAwait(false);
+            }, ct).ConfigureAwait(false);
+            if (body is null)
+            {
                 return;
             }
 
-            byte[] body = await RegistryTransport.ReadCappedAsync(response.Content, 64 * 1024, "checksum sidecar", ct).ConfigureAwait(false);
             if (!Digest.AreEqual(Digest.Compute(sidecar.Digest, body), sidecar.Digest))
             {
                 throw new OrasStagingException(ErrorCode.DigestMismatch, $"The checksum sidecar {sidecar.Title} does not match its own digest.");

@@ -97,7 +97,10 @@ internal sealed class InstallFlow
         {
             var written = await new OnePassWrite(_source, _writer, _sink)
                 .WriteAsync(layer, cache, fromCache, partial.PartialPath, cancellationToken).ConfigureAwait(false);
-            StagingCommit.Commit(request, partial, layer, written);
+            StagingCommit.Commit(request, partial, layer with
+            {
+                BlobSource = fromCache ? $"kept blob {cache!.PathFor(layer.Digest)}" : _source.BlobSources is { Count: > 0 } from ? string.Join(", then ", from) : null,
+            }, written);
             _sink.Verbose($"Staged '{request.Path}' ({written.Format.Name()}, {Units.Bytes(written.VirtualSize)} virtual, "
                 + $"{Units.Bytes(written.FileSize)} on disk) from {Units.ShortDigest(layer.Digest)}.");
             return new StagedImage
