@@ -97,6 +97,22 @@ Describe 'Get-StagedDiskImage' {
         $item.Problem | Should -Be 'None'
     }
 
+    It 'reports a stamp beside a file that is no disk image, and still lists the others' {
+        $folder = New-Folder 'notadisk'
+        $zip = Join-Path $folder 'a-seed.img'
+        [IO.File]::WriteAllBytes($zip, [byte[]](0x50, 0x4B, 3, 4, 20, 0, 0, 0))
+        Set-Content -LiteralPath "$zip.digest" -Value $Pub.digest -NoNewline
+        $good = Join-Path $folder 'b-seed.img'
+        Copy-Item $Raw $good
+        Set-Content -LiteralPath "$good.digest" -Value $Pub.digest -NoNewline
+        $items = @(Get-StagedDiskImage $folder -ErrorAction Stop)
+        $items.Count | Should -Be 2
+        $items[0].Problem | Should -Be 'NotADiskImage'
+        $items[0].ProblemMessage | Should -Match 'zip'
+        $items[1].Format | Should -Be 'raw'
+        $items[1].Problem | Should -Be 'None'
+    }
+
     It 'reports a stamp without an image, disagreeing records and a newer receipt instead of hiding them' {
         $folder = New-Folder 'problems'
         foreach ($f in $Top, "$Top.digest", "$Top.oras.json") { Copy-Item $f -Destination $folder }

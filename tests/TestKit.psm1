@@ -14,6 +14,8 @@ $script:SavedEnvironment = @{}
 foreach ($name in $IsolatedVariables) { $SavedEnvironment[$name] = [Environment]::GetEnvironmentVariable($name) }
 $script:IsolationFolder = Join-Path ([IO.Path]::GetTempPath()) ("orasstaging-testenv-" + [guid]::NewGuid().ToString('n'))
 $null = New-Item -ItemType Directory -Path (Join-Path $IsolationFolder 'docker') -Force
+# An explicit CONTAINERS_REGISTRIES_CONF must exist (as in the container engines): an empty one means no mirrors.
+$null = New-Item -ItemType File -Path (Join-Path $IsolationFolder 'registries.conf') -Force
 [Environment]::SetEnvironmentVariable('WITHCACHE_SERVER', $null)
 [Environment]::SetEnvironmentVariable('SSL_CERT_FILE', $null)
 [Environment]::SetEnvironmentVariable('DOCKER_CONFIG', (Join-Path $IsolationFolder 'docker'))
@@ -118,6 +120,9 @@ function Start-TestRegistry {
         The expires_in the token server tells clients (default -TokenExpiresIn). With -StrictTokenExpiry and a
         larger value, the registry refuses a token -TokenExpiresIn seconds after issue while the client still
         believes it valid (a registry whose clock runs ahead): the registry's own expiry, through a client.
+    .PARAMETER ProxyRemoteUrl
+        Run the registry as a pull-through cache (distribution's proxy.remoteurl) of this URL, e.g. another test
+        registry's proxyUrl, whose Get-ProxyStats then counts what the cache fetched from that origin.
     .PARAMETER TimeoutSeconds
         How long to wait for the registry to come up.
     .PARAMETER TestKitPath
@@ -136,6 +141,8 @@ function Start-TestRegistry {
         [switch] $StrictTokenExpiry,
         [ValidateRange(1, 86400)]
         [int] $AdvertisedTokenExpiresIn,
+
+        [string] $ProxyRemoteUrl,
         [ValidateRange(1, 600)]
         [int] $TimeoutSeconds = 60,
         [string] $TestKitPath
@@ -145,6 +152,7 @@ function Start-TestRegistry {
     if ($Tls) { $arguments += '--tls' }
     if ($StrictTokenExpiry) { $arguments += '--strict-token-expiry' }
     if ($PSBoundParameters.ContainsKey('AdvertisedTokenExpiresIn')) { $arguments += @('--advertised-token-expires-in', $AdvertisedTokenExpiresIn) }
+    if ($ProxyRemoteUrl) { $arguments += @('--proxy-remote-url', $ProxyRemoteUrl) }
     $process = New-TestKitProcess $arguments
     $stderr = $process.StandardError.ReadToEndAsync()
     $line = $process.StandardOutput.ReadLineAsync()

@@ -9,7 +9,7 @@ public static class Program
         usage: dotnet OrasStaging.TestKit.dll <command> [options]
           generate-image --out PATH --size BYTES [--seed N] [--shape realistic|zeros|random] [--data-fraction F]
           serve [--auth anonymous|basic|token] [--tls] [--token-expires-in SECONDS] [--strict-token-expiry] [--advertised-token-expires-in SECONDS] [--username U] [--password P]
-                [--private-repository NAME] [--no-stdin]
+                [--private-repository NAME] [--proxy-remote-url URL] [--no-stdin]
               prints one JSON line with every endpoint, then runs until stdin closes (unless --no-stdin)
               or SIGTERM/SIGINT/SIGHUP; then stops everything and removes its temporary directory.
           push --registry HOST:PORT --repository NAME [--tag latest] (--image RAW | --helm) [--compression gzip|zstd|xz|bzip2|none]
@@ -117,6 +117,7 @@ public static class Program
         if (cli.Get("username") is { } user) options.Username = user;
         if (cli.Get("password") is { } password) options.Password = password;
         if (cli.Get("private-repository") is { } priv) options.PrivateRepository = priv;
+        if (cli.Get("proxy-remote-url") is { } remote) options.ProxyRemoteUrl = remote;
         bool watchStdin = !cli.Flag("no-stdin");
         cli.RejectUnknown();
 

@@ -38,6 +38,11 @@ public sealed class TestRegistryOptions
     /// <summary>In token mode only the right credentials get a token for this repository.</summary>
     public string PrivateRepository { get; set; } = "lab/private";
     public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// Run the registry as a pull-through cache of this URL (distribution's <c>proxy: remoteurl:</c>), e.g. another
+    /// test registry's proxyUrl, so its fault proxy counts what the cache fetches from the origin.
+    /// </summary>
+    public string? ProxyRemoteUrl { get; set; }
 }
 
 /// <summary>The JSON line <c>serve</c> prints: every endpoint of a running <see cref="TestRegistry"/>.</summary>
@@ -69,6 +74,7 @@ public sealed class ServeInfo
     [JsonPropertyName("registryPid")] public int RegistryPid { get; init; }
     [JsonPropertyName("watchdogPid")] public int WatchdogPid { get; init; }
     [JsonPropertyName("pid")] public int Pid { get; init; }
+    [JsonPropertyName("proxyRemoteUrl")] public string? ProxyRemoteUrl { get; init; }
 }
 
 /// <summary>
@@ -179,6 +185,11 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
                 sb.AppendLine($"    certificate: \"{certPath}\"");
                 sb.AppendLine($"    key: \"{keyPath}\"");
             }
+            if (o.ProxyRemoteUrl is { } remote)
+            {
+                sb.AppendLine("proxy:");
+                sb.AppendLine($"  remoteurl: \"{remote}\"");
+            }
             switch (o.Auth)
             {
                 case RegistryAuth.Basic:
@@ -242,6 +253,7 @@ public sealed class TestRegistry : IAsyncDisposable, IDisposable
             RegistryPid = _registry.Pid,
             WatchdogPid = _registry.WatchdogPid,
             Pid = Environment.ProcessId,
+            ProxyRemoteUrl = o.ProxyRemoteUrl,
         };
     }
 

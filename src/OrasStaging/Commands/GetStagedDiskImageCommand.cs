@@ -1,8 +1,6 @@
 using System.Management.Automation;
-using OrasStaging.DiskImages;
 using OrasStaging.Inventory;
 using OrasStaging.Oci;
-using OciDigest = OrasStaging.Oci.Digest;
 
 namespace OrasStaging.Commands;
 
@@ -39,7 +37,7 @@ public sealed class GetStagedDiskImageCommand : OrasCmdletBase
             IReadOnlyList<StagedDiskImageInfo> found;
             try
             {
-                found = StagedInventory.Find(ResolveOutputPath(text), Recurse.IsPresent, formatOf: FormatOf);
+                found = StagedInventory.Find(ResolveOutputPath(text), Recurse.IsPresent);
             }
             catch (Exception ex) when (IsItemFailure(ex))
             {
@@ -99,24 +97,7 @@ public sealed class GetStagedDiskImageCommand : OrasCmdletBase
         }
 
         var image = result.Image!;
-        info.Current = OciDigest.AreEqual(image.Digest, info.Digest)
-            || (info.ManifestDigest is not null && image.ManifestDigest is not null && OciDigest.AreEqual(image.ManifestDigest, info.ManifestDigest));
+        info.Current = StagedCurrency.IsCurrent(info, image);
         WriteVerbose($"{info.Path}: {info.Reference} now resolves to {image.Digest}; {(info.Current == true ? "current" : "stale")}.");
-    }
-
-    /// <summary>For a cijoe stamp alone there is no receipt: the image's own header says its format.</summary>
-    private static string? FormatOf(string image)
-    {
-        try
-        {
-            using var stream = File.OpenRead(image);
-            var head = new byte[ImageFormatDetector.PeekLength];
-            int read = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-            return ImageFormatDetector.Detect(head.AsSpan(0, read)).ToString().ToLowerInvariant();
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
     }
 }

@@ -23,6 +23,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
     private const int ImageActivityId = 2;
 
     private int _pipelineCount;
+    private readonly List<StagedImage> _staged = new();
 
     /// <summary>oras://host[:port]/name:tag, @sha256:&lt;manifest digest&gt; or @sha256:&lt;layer blob digest&gt;.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ReferenceSet)]
@@ -173,6 +174,7 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
 
     protected override void EndProcessing()
     {
+        GitHub.Summary(_staged, WriteWarning);
         if (_pipelineCount > 0)
         {
             WriteProgress(new ProgressRecord(OverallActivityId, "Installing disk images", $"Done: {_pipelineCount} image(s)")
@@ -220,7 +222,13 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
                 return;
             }
 
-            var result = RunBlocking((sink, ct) => WithFlow(sink, flow => flow.RunAsync(request, ct)), ImageActivityId, parentActivityId);
+            StagedImage result;
+            using (GitHub.Group($"Install {reference} to {fullPath}"))
+            {
+                result = RunBlocking((sink, ct) => WithFlow(sink, flow => flow.RunAsync(request, ct)), ImageActivityId, parentActivityId);
+            }
+
+            _staged.Add(result);
             WriteObject(result);
         }
         catch (Exception ex) when (IsItemFailure(ex))

@@ -15,6 +15,11 @@ public abstract class OrasCmdletBase : AsyncPSCmdlet
 
     private AzurePipelines Pipelines => _pipelines ??= new AzurePipelines(Host.UI);
 
+    private GitHubActionsOutput? _gitHub;
+
+    /// <summary>GitHub Actions groups, annotations and the job summary (inactive outside a workflow step).</summary>
+    private protected GitHubActionsOutput GitHub => _gitHub ??= new GitHubActionsOutput(Host.UI);
+
     /// <summary>A path that may not exist yet, resolved against PowerShell's location; see <see cref="PathResolver"/>.</summary>
     protected string ResolveOutputPath(string path) => Paths.Unresolved(path);
 
@@ -26,6 +31,7 @@ public abstract class OrasCmdletBase : AsyncPSCmdlet
     {
         var record = ErrorMapping.ToErrorRecord(exception, target);
         Pipelines.Error(exception.Message);
+        GitHub.Error(exception.Message, record.FullyQualifiedErrorId);
         WriteError(record);
     }
 
@@ -34,6 +40,7 @@ public abstract class OrasCmdletBase : AsyncPSCmdlet
     {
         var record = ErrorMapping.ToErrorRecord(exception, target);
         Pipelines.Error(exception.Message);
+        GitHub.Error(exception.Message, record.FullyQualifiedErrorId);
         ThrowTerminatingError(record);
     }
 

@@ -9,7 +9,7 @@ namespace OrasStaging.Commands;
 /// </summary>
 public abstract class RegistryCmdletBase : OrasCmdletBase
 {
-    /// <summary>Registry credentials; otherwise docker's config.json, otherwise anonymous.</summary>
+    /// <summary>Credentials for the origin registry only; otherwise (and for every mirror) docker's config.json, otherwise anonymous.</summary>
     [Parameter]
     [Credential]
     public PSCredential? Credential { get; set; }
@@ -32,6 +32,16 @@ public abstract class RegistryCmdletBase : OrasCmdletBase
     [ValidateRange(0, 3600)]
     public int RetryIntervalSec { get; set; } = 1;
 
+    /// <summary>A registries.conf to read instead of $CONTAINERS_REGISTRIES_CONF, the user's and the system's file.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? RegistryConfigPath { get; set; }
+
+    /// <summary>A mirror (host[:port][/path], http:// for plain http) tried before the registries.conf mirrors and the origin.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string[] Mirror { get; set; } = Array.Empty<string>();
+
     /// <summary>
     /// The options for the registry client. -PlainHttp:$true/$false decides when given; otherwise the core's
     /// default (loopback http unless -SkipCertificateCheck).
@@ -44,6 +54,8 @@ public abstract class RegistryCmdletBase : OrasCmdletBase
         MaximumRetryCount = MaximumRetryCount,
         RetryIntervalSec = RetryIntervalSec,
         CacheServer = cacheServer,
+        RegistryConfigPath = RegistryConfigPath is null ? null : ResolveOutputPath(RegistryConfigPath),
+        Mirrors = Mirror,
     };
 
     /// <summary>

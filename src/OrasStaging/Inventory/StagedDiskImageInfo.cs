@@ -22,6 +22,9 @@ public enum StagedImageProblem
 
     /// <summary>The receipt was written by a newer module version; fields it added are not shown.</summary>
     NewerModuleVersion,
+
+    /// <summary>The file at the image path (of a stamp alone) is no disk image: an archive, a web page, an executable.</summary>
+    NotADiskImage,
 }
 
 /// <summary>One staged image found on disk: Get-StagedDiskImage's output.</summary>

@@ -14,7 +14,7 @@ internal static class StagedInventory
     /// <param name="path">An image, its stamp or receipt, or a folder.</param>
     /// <param name="recurse">For a folder: also its subfolders.</param>
     /// <param name="currentModuleVersion">This module's version (<see cref="Receipt.CurrentModuleVersion"/>), to spot newer receipts.</param>
-    /// <param name="formatOf">Format of an image without a receipt (the format detector), or null to leave it empty.</param>
+    /// <param name="formatOf">Format of an image without a receipt; null: <see cref="StagedFormat.Sniff"/>, which also reports a file that is no disk image.</param>
     public static IReadOnlyList<StagedDiskImageInfo> Find(string path, bool recurse, string? currentModuleVersion = null, Func<string, string?>? formatOf = null)
     {
         currentModuleVersion ??= Receipt.CurrentModuleVersion;
@@ -117,9 +117,24 @@ internal static class StagedInventory
                 $"The receipt was written by OrasStaging {receipt.ModuleVersion}, newer than this {currentModuleVersion}; fields it added are not shown.");
         }
 
-        string format = receipt is not null ? receipt.Format.Name()
-            : imageExists && formatOf is not null ? formatOf(image) ?? string.Empty
-            : string.Empty;
+        string format = receipt is not null ? receipt.Format.Name() : string.Empty;
+        if (receipt is null && imageExists)
+        {
+            if (formatOf is not null)
+            {
+                format = formatOf(image) ?? string.Empty;
+            }
+            else
+            {
+                var sniffed = StagedFormat.Sniff(image);
+                format = sniffed.Format ?? string.Empty;
+                if (sniffed.NotADisk is { } what)
+                {
+                    Report(StagedImageProblem.NotADiskImage, $"The image '{image}' is {what}, not a disk image.");
+                }
+            }
+        }
+
         return new StagedDiskImageInfo
         {
             Name = System.IO.Path.GetFileName(image),

@@ -93,5 +93,11 @@ public sealed class OrasImage
     /// <summary>containerDisk: the disk's path inside the layer's tar, e.g. disk/disk.qcow2.</summary>
     public string? MemberPath { get; init; }
 
+    /// <summary>
+    /// Where a pull of this reference goes, in the order tried: the withcache server, mirrors (-Mirror, then
+    /// registries.conf), the origin last. Display only: a download plans again from <see cref="Reference"/>.
+    /// </summary>
+    public IReadOnlyList<Oci.Mirrors.PullSource> Sources { get; init; } = Array.Empty<Oci.Mirrors.PullSource>();
+
     public override string ToString() => Reference;
 }

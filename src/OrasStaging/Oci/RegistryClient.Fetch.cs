@@ -26,8 +26,11 @@ public sealed partial class RegistryClient
         var options = _transport.Options;
         long size = image.Size;
         string activity = $"Downloading {image.Title ?? Units.ShortDigest(image.Digest)}";
+        var plan = BlobPlanOf(image);
+        var origin = await _endpoints.EndpointAsync(plan.Sources[^1], ct).ConfigureAwait(false);
+        var transport = origin.Transport;
         // Never image.BlobUri: it is settable, and credentials follow Registry, so the URL must come from it too.
-        Uri blobUri = BlobUriOf(image.Registry, image.Repository, image.Digest);
+        Uri blobUri = transport.RegistryUri(image.Registry, $"/v2/{image.Repository}/blobs/{image.Digest}");
         IncrementalHash hash = prefix ?? Digest.CreateHash(image.Digest);
         long position = start;   // bytes hashed, i.e. the offset of the next byte from the server
         long delivered = start;  // bytes handed to the writer (more than position after a restart without rewind)
@@ -37,40 +40,62 @@ public sealed partial class RegistryClient
         // back: `hash` keeps their state and the re-fetched prefix is hashed apart and compared with it.
         IncrementalHash? recheck = null;
         byte[]? deliveredPrefix = null;
+        // The sources before the origin, in order: a withcache hit, then the mirrors. Each is left for the next on
+        // its first failure (the bytes it delivered stay; the next one resumes with Range).
+        var alternates = new Queue<BlobAlternate>();
         Uri? cacheUri = await _cache.ProbeAsync(blobUri, ct).ConfigureAwait(false);
+        if (cacheUri is not null)
+        {
+            var cacheSource = plan.Sources.FirstOrDefault(s => s.Kind == Mirrors.SourceKind.Cache);
+            alternates.Enqueue(new BlobAlternate(cacheSource is null ? $"cache {cacheUri.Authority}" : Mirrors.SourceEndpoint.Describe(cacheSource),
+                (range, token) => _cache.GetAsync(cacheUri, range, token)));
+        }
+
+        foreach (var mirror in plan.For(Mirrors.SourceRoles.Blob).Where(s => s.Kind == Mirrors.SourceKind.Mirror))
+        {
+            alternates.Enqueue(MirrorBlob(mirror, image.Digest));
+        }
+
+        var skipped = new List<string>();
+        BlobAlternate? alt = alternates.Count > 0 ? alternates.Dequeue() : null;
+        bool rangedTried = false;
         connected ??= () => { };
         try
         {
-            if (cacheUri is null && RangedFetch.Applies(options, size - position))
-            {
-                position = delivered = await new RangedFetch(_transport, _sink, image, blobUri, activity, store).RunAsync(position, hash, write, connected, ct).ConfigureAwait(false);
-            }
-
             while (position < size)
             {
+                if (alt is null && !rangedTried && position == delivered && recheck is null)
+                {
+                    rangedTried = true;
+                    if (RangedFetch.Applies(options, size - position))
+                    {
+                        RecordBlobSource(image.Digest, origin.Label);
+                        position = delivered = await new RangedFetch(transport, _sink, image, blobUri, activity, store).RunAsync(position, hash, write, connected, ct).ConfigureAwait(false);
+                        continue;
+                    }
+                }
+
                 long? range = position > 0 ? position : null;
-                bool fromCache = cacheUri is not null;
+                bool fromAlt = alt is not null;
                 HttpResponseMessage response;
                 try
                 {
-                    response = fromCache
-                        ? await _cache.GetAsync(cacheUri!, range, ct).ConfigureAwait(false)
-                        : await _transport.SendAsync(new RegistryRequest(HttpMethod.Get, blobUri, image.Registry, image.Repository,
+                    response = fromAlt
+                        ? await alt!.Get(range, ct).ConfigureAwait(false)
+                        : await transport.SendAsync(new RegistryRequest(HttpMethod.Get, blobUri, image.Registry, image.Repository,
                             $"blob {Units.ShortDigest(image.Digest)}") { RangeFrom = range }, ct).ConfigureAwait(false);
                 }
-                catch (Exception ex) when (fromCache && WithcacheSource.IsUnavailable(ex, ct))
+                catch (Exception ex) when (fromAlt && Mirrors.SourceTransports.IsSkippable(ex, ct))
                 {
-                    _sink.Verbose($"The cache server failed ({RegistryTransport.Describe(ex)}); going to the registry.");
-                    cacheUri = null;
+                    SkipAlternate(ex is OrasStagingException ? ex.Message : RegistryTransport.Describe(ex));
                     continue;
                 }
 
                 using (response)
                 {
-                    if (fromCache && response.StatusCode is not (HttpStatusCode.OK or HttpStatusCode.PartialContent))
+                    if (fromAlt && response.StatusCode is not (HttpStatusCode.OK or HttpStatusCode.PartialContent))
                     {
-                        _sink.Verbose($"The cache server answered HTTP {(int)response.StatusCode}; going to the registry.");
-                        cacheUri = null;
+                        SkipAlternate($"HTTP {(int)response.StatusCode}");
                         continue;
                     }
 
@@ -110,12 +135,18 @@ public sealed partial class RegistryClient
                     }
                     else
                     {
-                        throw await _transport.ErrorFromAsync(response, new RegistryRequest(HttpMethod.Get, blobUri, image.Registry,
+                        throw await transport.ErrorFromAsync(response, new RegistryRequest(HttpMethod.Get, blobUri, image.Registry,
                             image.Repository, $"blob {image.Digest}"), ErrorCode.BlobNotFound, ct).ConfigureAwait(false);
                     }
 
                     if (response.Content.Headers.ContentLength is long length && length != size - position)
                     {
+                        if (fromAlt)
+                        {
+                            SkipAlternate($"it serves {Units.Bytes(position + length)}, not {Units.Bytes(size)}");
+                            continue;
+                        }
+
                         throw new OrasStagingException(ErrorCode.DigestMismatch,
                             $"{image.Registry} serves blob {image.Digest} with {Units.Bytes(position + length)}, but the manifest says {Units.Bytes(size)}.",
                             "The manifest and the blob disagree; the artifact or the registry is broken.");
@@ -126,6 +157,7 @@ public sealed partial class RegistryClient
                         _sink.Verbose($"Resuming blob {Units.ShortDigest(image.Digest)} at {Units.Bytes(position)} of {Units.Bytes(size)}.");
                     }
 
+                    RecordBlobSource(image.Digest, alt?.Label ?? origin.Label);
                     connected();
                     Exception? dropped = null;
                     try
@@ -147,10 +179,9 @@ public sealed partial class RegistryClient
                         break;
                     }
 
-                    if (fromCache)
+                    if (fromAlt)
                     {
-                        _sink.Verbose($"The cache server dropped the connection ({RegistryTransport.Describe(dropped)}); going to the registry.");
-                        cacheUri = null;
+                        SkipAlternate($"the connection dropped at {Units.Bytes(position)} ({RegistryTransport.Describe(dropped)})");
                         continue;
                     }
 
@@ -187,10 +218,23 @@ public sealed partial class RegistryClient
 
             _sink.Progress(new ProgressInfo(activity, "Download", size, size));
         }
+        catch (OrasStagingException ex) when (skipped.Count > 0 && ex.Code != ErrorCode.DigestMismatch)
+        {
+            throw Mirrors.SourceTransports.WithFailures(ex, skipped);
+        }
         finally
         {
             hash.Dispose();
             recheck?.Dispose();
+        }
+
+        void SkipAlternate(string reason)
+        {
+            string next = alternates.Count > 0 ? alternates.Peek().Label : origin.Label;
+            skipped.Add($"{alt!.Label}: {reason}");
+            _sink.Verbose($"Skipping {alt.Label} for blob {Units.ShortDigest(image.Digest)}: {reason}; trying {next}" +
+                (position > 0 ? $" from {Units.Bytes(position)}." : "."));
+            alt = alternates.Count > 0 ? alternates.Dequeue() : null;
         }
 
         // A restart counts as a failure; the next attempt resets the count only if it gets past the high-water mark.
@@ -344,3 +388,4 @@ public sealed partial class RegistryClient
         }
     }
 }
+

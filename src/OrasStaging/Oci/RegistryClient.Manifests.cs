@@ -9,15 +9,21 @@ public sealed partial class RegistryClient
 {
     internal sealed record ManifestBody(byte[] Body, string MediaType, string Digest);
 
-    private async Task<ManifestBody> FetchManifestAsync(ImageReference reference, string tagOrDigest, string? expectedDigest, CancellationToken ct)
+    /// <summary>A tag at the sources that may resolve tags (the origin by default); a digest at mirrors first.</summary>
+    private Task<ManifestBody> FetchManifestAsync(ImageReference reference, string tagOrDigest, string? expectedDigest, CancellationToken ct) =>
+        AcrossAsync(reference, expectedDigest is null ? Mirrors.SourceRoles.ResolveTag : Mirrors.SourceRoles.Manifest,
+            at => FetchManifestAtAsync(at, tagOrDigest, expectedDigest, ct), ct);
+
+    private async Task<ManifestBody> FetchManifestAtAsync(Mirrors.SourceEndpoint at, string tagOrDigest, string? expectedDigest, CancellationToken ct)
     {
+        var reference = at.Reference;
         string what = expectedDigest is null ? $"manifest {tagOrDigest}" : $"manifest {Units.ShortDigest(tagOrDigest)}";
-        var request = Request(HttpMethod.Get, reference, $"/manifests/{tagOrDigest}", what) with { Accept = ManifestTypes };
-        using var small = await _transport.GetSmallAsync(request, MaxManifestBytes, what, ct).ConfigureAwait(false);
+        var request = Request(HttpMethod.Get, at, $"/manifests/{tagOrDigest}", what) with { Accept = ManifestTypes };
+        using var small = await at.Transport.GetSmallAsync(request, MaxManifestBytes, what, ct).ConfigureAwait(false);
         var response = small.Response;
         if (small.Body is not { } body)
         {
-            throw await _transport.ErrorFromAsync(response, request, ErrorCode.ManifestNotFound, ct).ConfigureAwait(false);
+            throw await at.Transport.ErrorFromAsync(response, request, ErrorCode.ManifestNotFound, ct).ConfigureAwait(false);
         }
 
         string? header = response.Headers.TryGetValues("Docker-Content-Digest", out var values) ? values.FirstOrDefault()?.Trim() : null;
@@ -129,7 +135,7 @@ public sealed partial class RegistryClient
 
         if (chooseDigest is null && !options.ManifestsOnly)
         {
-            await CrossCheckSidecarAsync(reference.Registry, reference.Repository, chosen.Layer, layers, ct).ConfigureAwait(false);
+            await CrossCheckSidecarAsync(reference, chosen.Layer, layers, ct).ConfigureAwait(false);
         }
 
         return (chosen, new ManifestFacts(manifest.Digest, artifactType, annotations, layers, platform));
@@ -141,11 +147,11 @@ public sealed partial class RegistryClient
     /// </summary>
     internal Task CrossCheckSidecarAsync(OrasImage image, CancellationToken ct) =>
         image.PinnedKind != PinnedKind.Blob && image.Layers.FirstOrDefault(l => Digest.AreEqual(l.Digest, image.Digest)) is { } chosen
-            ? CrossCheckSidecarAsync(image.Registry, image.Repository, chosen, image.Layers, ct)
+            ? CrossCheckSidecarAsync(ImageReference.Parse(image.Reference), chosen, image.Layers, ct)
             : Task.CompletedTask;
 
     /// <summary>When the manifest carries "&lt;title&gt;.sha256", its first word must be the layer digest's hex.</summary>
-    private async Task CrossCheckSidecarAsync(string registry, string repository, OrasDescriptor chosen, IReadOnlyList<OrasDescriptor> layers, CancellationToken ct)
+    private async Task CrossCheckSidecarAsync(ImageReference reference, OrasDescriptor chosen, IReadOnlyList<OrasDescriptor> layers, CancellationToken ct)
     {
         if (chosen.Title is null || !chosen.Digest.StartsWith(Digest.Sha256Prefix, StringComparison.Ordinal))
         {
@@ -161,12 +167,25 @@ public sealed partial class RegistryClient
         string text;
         try
         {
-            var request = new RegistryRequest(HttpMethod.Get, BlobUriOf(registry, repository, sidecar.Digest),
-                registry, repository, $"sidecar {sidecar.Title}");
-            using var small = await _transport.GetSmallAsync(request, 64 * 1024, $"checksum sidecar {sidecar.Title}", ct).ConfigureAwait(false);
-            if (small.Body is not { } body)
+            // A blob like the layer: from the mirrors first, so a warm mirror spares the origin every blob request.
+            byte[]? body = await AcrossAsync(reference, Mirrors.SourceRoles.Blob, async at =>
             {
-                _sink.Warning($"Could not fetch the checksum sidecar {sidecar.Title} (HTTP {(int)small.Response.StatusCode}); relying on the layer digest alone.");
+                var request = Request(HttpMethod.Get, at, $"/blobs/{sidecar.Digest}", $"sidecar {sidecar.Title}");
+                using var small = await at.Transport.GetSmallAsync(request, 64 * 1024, $"checksum sidecar {sidecar.Title}", ct).ConfigureAwait(false);
+                if (small.Body is null)
+                {
+                    if (!at.IsOrigin)
+                    {
+                        throw await at.Transport.ErrorFromAsync(small.Response, request, ErrorCode.BlobNotFound, ct).ConfigureAwait(false);
+                    }
+
+                    _sink.Warning($"Could not fetch the checksum sidecar {sidecar.Title} (HTTP {(int)small.Response.StatusCode}); relying on the layer digest alone.");
+                }
+
+                return small.Body;
+            }, ct).ConfigureAwait(false);
+            if (body is null)
+            {
                 return;
             }
 

@@ -32,6 +32,7 @@ public sealed partial class RegistryClient
     {
         _transport = new RegistryTransport(options, sink, handler);
         _cache = new WithcacheSource(_transport, sink);
+        _endpoints = new Mirrors.SourceTransports(options, sink, handler, _transport);
         _sink = sink;
     }
 
@@ -40,6 +41,7 @@ public sealed partial class RegistryClient
         options ??= new ResolveOptions();
         string activity = $"Resolving {reference}";
         _sink.Progress(new ProgressInfo(activity, "Resolve", 0, null));
+        _ = PlanOf(reference); // a blocked reference is refused before any request
         _sink.Verbose($"Resolving {reference} over " + (_transport.UsesPlainHttp(reference.Registry) ? "http."
             : _transport.SchemeUndecided(reference.Registry) ? "https (a loopback registry that does not speak TLS gets plain http)." : "https."));
         OrasImage image;
@@ -58,17 +60,21 @@ public sealed partial class RegistryClient
         return image;
     }
 
-    private async Task<OrasImage> ResolvePinnedAsync(ImageReference reference, string digest, ResolveOptions options, CancellationToken ct)
+    private Task<OrasImage> ResolvePinnedAsync(ImageReference reference, string digest, ResolveOptions options, CancellationToken ct) =>
+        AcrossAsync(reference, Mirrors.SourceRoles.Manifest, at => ResolvePinnedAtAsync(reference, at, digest, options, ct), ct);
+
+    private async Task<OrasImage> ResolvePinnedAtAsync(ImageReference reference, Mirrors.SourceEndpoint at, string digest, ResolveOptions options,
+        CancellationToken ct)
     {
         // Distribution 2.8 answers /manifests/<blob digest> with 500, so a 5xx here is only an answer once the
         // blob endpoint has been asked too.
-        var manifestHead = Request(HttpMethod.Head, reference, $"/manifests/{digest}", $"manifest {Units.ShortDigest(digest)}") with
+        var manifestHead = Request(HttpMethod.Head, at, $"/manifests/{digest}", $"manifest {Units.ShortDigest(digest)}") with
         {
             Accept = ManifestTypes,
             RetryTransient = false,
         };
         HttpStatusCode manifestStatus;
-        using (var head = await _transport.SendAsync(manifestHead, ct).ConfigureAwait(false))
+        using (var head = await at.Transport.SendAsync(manifestHead, ct).ConfigureAwait(false))
         {
             manifestStatus = head.StatusCode;
             if (head.IsSuccessStatusCode)
@@ -80,24 +86,24 @@ public sealed partial class RegistryClient
 
             if (manifestStatus is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
             {
-                throw await _transport.ErrorFromAsync(head, manifestHead, ErrorCode.ManifestNotFound, ct).ConfigureAwait(false);
+                throw await at.Transport.ErrorFromAsync(head, manifestHead, ErrorCode.ManifestNotFound, ct).ConfigureAwait(false);
             }
         }
 
-        var blobHead = Request(HttpMethod.Head, reference, $"/blobs/{digest}", $"blob {Units.ShortDigest(digest)}");
-        using (var head = await _transport.SendAsync(blobHead, ct).ConfigureAwait(false))
+        var blobHead = Request(HttpMethod.Head, at, $"/blobs/{digest}", $"blob {Units.ShortDigest(digest)}");
+        using (var head = await at.Transport.SendAsync(blobHead, ct).ConfigureAwait(false))
         {
             if (head.IsSuccessStatusCode)
             {
                 _sink.Verbose($"{Units.ShortDigest(digest)} names a blob (the manifest endpoint said HTTP {(int)manifestStatus}).");
                 long size = head.Content.Headers.ContentLength
                     ?? throw new OrasStagingException(ErrorCode.RegistryProtocolError,
-                        $"{reference.Registry} gave no size for blob {digest}.");
+                        $"{at.Reference.Registry} gave no size for blob {digest}.");
                 if (head.Headers.TryGetValues("Docker-Content-Digest", out var values) && values.FirstOrDefault() is { } echoed
                     && !Digest.AreEqual(echoed, digest))
                 {
                     throw new OrasStagingException(ErrorCode.DigestMismatch,
-                        $"{reference.Registry} described blob {digest} with the digest {echoed}.");
+                        $"{at.Reference.Registry} described blob {digest} with the digest {echoed}.");
                 }
 
                 return await FromPinnedBlobAsync(reference, digest, size, options, ct).ConfigureAwait(false);
@@ -113,11 +119,11 @@ public sealed partial class RegistryClient
             if (head.StatusCode == HttpStatusCode.NotFound)
             {
                 throw new OrasStagingException(ErrorCode.ManifestNotFound,
-                    $"{digest} is neither a manifest nor a blob in {reference.Registry}/{reference.Repository} (HTTP {(int)manifestStatus} and 404).",
+                    $"{digest} is neither a manifest nor a blob in {at.Reference.Registry}/{at.Reference.Repository} (HTTP {(int)manifestStatus} and 404).",
                     "Check the repository name and the digest.");
             }
 
-            throw await _transport.ErrorFromAsync(head, blobHead, ErrorCode.BlobNotFound, ct).ConfigureAwait(false);
+            throw await at.Transport.ErrorFromAsync(head, blobHead, ErrorCode.BlobNotFound, ct).ConfigureAwait(false);
         }
     }
 
@@ -153,11 +159,19 @@ public sealed partial class RegistryClient
 
     /// <summary>The one place an <see cref="OrasImage"/> is built.</summary>
     private OrasImage NewImage(ImageReference reference, PinnedKind pinned, string digest, long size, OrasDescriptor? layer, ManifestFacts? manifest,
-        Conventions.DiskSelection? selection = null) => new()
+        Conventions.DiskSelection? selection = null)
+    {
+        // Registry and Repository are the origin's (after a registries.conf location rewrite): downloads go there.
+        var plan = PlanOf(reference);
+        return NewImage(reference, plan, pinned, digest, size, layer, manifest, selection);
+    }
+
+    private OrasImage NewImage(ImageReference reference, Mirrors.SourcePlan plan, PinnedKind pinned, string digest, long size, OrasDescriptor? layer,
+        ManifestFacts? manifest, Conventions.DiskSelection? selection = null) => new()
     {
         Reference = reference.ToString(),
-        Registry = reference.Registry,
-        Repository = reference.Repository,
+        Registry = plan.Origin.Registry,
+        Repository = plan.Origin.Repository,
         Tag = reference.Tag,
         ManifestDigest = manifest?.Digest,
         PinnedKind = pinned,
@@ -165,7 +179,7 @@ public sealed partial class RegistryClient
         Size = size,
         MediaType = layer?.MediaType,
         Title = layer?.Title,
-        BlobUri = BlobUriOf(reference.Registry, reference.Repository, digest),
+        BlobUri = BlobUriOf(plan.Origin.Registry, plan.Origin.Repository, digest),
         ArtifactType = manifest?.ArtifactType,
         Annotations = manifest?.Annotations ?? new Dictionary<string, string>(),
         Layers = manifest?.Layers ?? Array.Empty<OrasDescriptor>(),
@@ -176,11 +190,10 @@ public sealed partial class RegistryClient
         DiskName = selection?.DiskName,
         DeclaredSize = selection?.DeclaredSize,
         MemberPath = selection?.MemberPath,
+        Sources = plan.Sources,
     };
 
     internal Uri BlobUriOf(string registry, string repository, string digest) =>
         _transport.RegistryUri(registry, $"/v2/{repository}/blobs/{digest}");
 
-    private RegistryRequest Request(HttpMethod method, ImageReference reference, string suffix, string what) =>
-        new(method, _transport.RegistryUri(reference.Registry, $"/v2/{reference.Repository}{suffix}"), reference.Registry, reference.Repository, what);
 }

@@ -34,6 +34,15 @@ public sealed class RegistryOptions
 
     /// <summary>No bytes for this long counts as a dropped connection.</summary>
     public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// The registries.conf to read (<c>-RegistryConfigPath</c>); null: <c>$CONTAINERS_REGISTRIES_CONF</c>, the user's,
+    /// then the system's file, as <see cref="Mirrors.RegistriesConfLocation"/> chooses. Empty string: read none.
+    /// </summary>
+    public string? RegistryConfigPath { get; set; }
+
+    /// <summary><c>-Mirror host[:port][/path]</c> entries, tried before the config's mirrors; parsed per pull.</summary>
+    public IReadOnlyList<string> Mirrors { get; set; } = Array.Empty<string>();
 }
 
 /// <summary>How to choose among an index's manifests and a manifest's layers.</summary>

@@ -107,7 +107,10 @@ internal sealed class InstallFlow
             var source = fromCache ? _source : new ResumingSource(_source, ResumePrefix.For(request.Path, cache, layer), _sink);
             var written = await new OnePassWrite(source, _writer, _sink)
                 .WriteAsync(layer, fromCache ? cache : null, fromCache, partial.PartialPath, cancellationToken).ConfigureAwait(false);
-            StagingCommit.Commit(request, partial, layer, written);
+            StagingCommit.Commit(request, partial, layer with
+            {
+                BlobSource = fromCache ? $"kept blob {cache!.PathFor(layer.Digest)}" : _source.BlobSources is { Count: > 0 } from ? string.Join(", then ", from) : null,
+            }, written);
             _sink.Verbose($"Staged '{request.Path}' ({written.Format.Name()}, {Units.Bytes(written.VirtualSize)} virtual, "
                 + $"{Units.Bytes(written.FileSize)} on disk) from {Units.ShortDigest(layer.Digest)}.");
             return new StagedImage

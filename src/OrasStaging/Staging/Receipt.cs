@@ -41,6 +41,9 @@ internal sealed record Receipt
 
     public string ModuleVersion { get; init; } = string.Empty;
 
+    /// <summary>Where the blob's bytes actually came from: "mirror host/repo", "origin host/repo", both joined by ", then ", or a kept blob.</summary>
+    public string? BlobSource { get; init; }
+
     private static readonly JsonSerializerOptions Options = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,

@@ -87,6 +87,8 @@ internal sealed class RegistryStagingSource : IStagingSource, IResumableStagingS
         return stream;
     }
 
+    public IReadOnlyList<string> BlobSources => _image is null ? Array.Empty<string>() : _client.BlobSourcesOf(_image.Digest);
+
     private sealed class QuietableSink : IOperationSink
     {
         private readonly IOperationSink _inner;

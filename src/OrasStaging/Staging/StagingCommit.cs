@@ -42,6 +42,7 @@ internal static class StagingCommit
             VirtualSize = written.VirtualSize,
             Time = DateTimeOffset.UtcNow,
             ModuleVersion = Receipt.CurrentModuleVersion,
+            BlobSource = layer.BlobSource,
         }.Write(request.Path);
     }
 

@@ -35,6 +35,9 @@ internal sealed record ResolvedLayer
 
     /// <summary>containerDisk: the disk's path inside the layer's tar, which the writer takes and the receipt records.</summary>
     public string? MemberPath { get; init; }
+
+    /// <summary>Where the blob's bytes came from (set once it was read): "mirror host/repo", "origin …", "kept blob …".</summary>
+    public string? BlobSource { get; init; }
 }
 
 /// <summary>Where the flow gets the artifact from: the registry in production, a fake in unit tests.</summary>
@@ -47,6 +50,9 @@ internal interface IStagingSource
     /// when the bytes seen do not match the digest, at the latest when Read reaches the end.
     /// </summary>
     Task<Stream> OpenBlobAsync(ResolvedLayer layer, CancellationToken cancellationToken);
+
+    /// <summary>After the blob was read: the sources that delivered its bytes, in order (a mirror, then the origin…).</summary>
+    IReadOnlyList<string> BlobSources => Array.Empty<string>();
 }
 
 /// <summary>What the disk writer reports about the file it wrote.</summary>

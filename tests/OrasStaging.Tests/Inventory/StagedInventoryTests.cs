@@ -89,6 +89,36 @@ public sealed class StagedInventoryTests : IDisposable
     }
 
     [Fact]
+    public void AStampBesideAFileThatIsNoDiskImageIsReportedNotThrown()
+    {
+        string zip = Image("seed.img");
+        File.WriteAllBytes(zip, new byte[] { 0x50, 0x4B, 3, 4, 20, 0, 0, 0 });
+        Stamp(zip, A);
+        string disk = Image("other.img");
+        Stamp(disk, B);
+
+        var found = Find();
+        Assert.Equal(2, found.Count);
+        var bad = Assert.Single(found, i => i.Path == zip);
+        Assert.Equal(StagedImageProblem.NotADiskImage, bad.Problem);
+        Assert.Contains("zip", bad.ProblemMessage);
+        Assert.Equal(string.Empty, bad.Format);
+        var good = Assert.Single(found, i => i.Path == disk);
+        Assert.Equal("raw", good.Format);
+        Assert.Equal(StagedImageProblem.None, good.Problem);
+    }
+
+    [Fact]
+    public void CurrentWhenTheLayerOrTheManifestIsStillTheStagedOne()
+    {
+        var staged = new StagedDiskImageInfo { Digest = A, ManifestDigest = B };
+        Assert.True(StagedCurrency.IsCurrent(staged, new OrasImage { Digest = A }));
+        Assert.True(StagedCurrency.IsCurrent(staged, new OrasImage { Digest = "sha256:" + new string('c', 64), ManifestDigest = B }));
+        Assert.False(StagedCurrency.IsCurrent(staged, new OrasImage { Digest = "sha256:" + new string('c', 64), ManifestDigest = "sha256:" + new string('d', 64) }));
+        Assert.False(StagedCurrency.IsCurrent(new StagedDiskImageInfo { Digest = A }, new OrasImage { Digest = B, ManifestDigest = B }));
+    }
+
+    [Fact]
     public void StampWithoutImageIsReported()
     {
         string image = Image("gone.qcow2", create: false);
