@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
@@ -40,8 +41,12 @@ internal sealed class RegistryTransport
     /// <summary>Loopback registries (host:port) found not to speak TLS: asked over http from then on, in this process.</summary>
     private static readonly ConcurrentDictionary<string, bool> PlainLoopback = new(StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>Hosts whose last TLS handshake failed on the certificate, with why; cleared by a good handshake.</summary>
-    private static readonly ConcurrentDictionary<string, string> CertificateProblems = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>
+    /// Hosts whose last TLS handshake failed on the certificate, with why and when (Stopwatch ticks); cleared by a
+    /// good handshake. The validation callback knows the host but not the port, so only a failure noted since the
+    /// attempt began counts: a refused certificate of another loopback registry earlier in the session does not.
+    /// </summary>
+    private static readonly ConcurrentDictionary<string, (string Why, long At)> CertificateProblems = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>The stall rule for small bodies read without a transport (RegistryOptions' default).</summary>
     internal static readonly TimeSpan DefaultStallTimeout = new RegistryOptions().StallTimeout;
@@ -128,6 +133,7 @@ internal sealed class RegistryTransport
         {
             HttpResponseMessage? response = null;
             string cause = string.Empty;
+            long started = Stopwatch.GetTimestamp();
             try
             {
                 response = request.Anonymous
@@ -136,8 +142,8 @@ internal sealed class RegistryTransport
             }
             catch (Exception ex) when (IsConnectionFailure(ex, ct))
             {
-                ThrowIfDefinite(ex, request.Uri, $"{request.Registry} for {request.What}");
-                if (PlainFallback(request, ex) is { } plain)
+                ThrowIfDefinite(ex, request.Uri, $"{request.Registry} for {request.What}", started);
+                if (PlainFallback(request, ex, started) is { } plain)
                 {
                     // Not a retry: the server answered, just not in TLS. Once per registry and process.
                     _sink.Verbose($"{request.Registry} does not speak TLS; using plain http, as for any loopback registry without -PlainHttp.");
@@ -190,17 +196,22 @@ internal sealed class RegistryTransport
     /// Failures no retry can mend, thrown at once: a host name the resolver definitely does not know (as curl and
     /// docker do; a resolver time-out, SocketError.TryAgain, is still retried) and a refused TLS certificate.
     /// </summary>
-    internal static void ThrowIfDefinite(Exception ex, Uri uri, string what)
+    internal static void ThrowIfDefinite(Exception ex, Uri uri, string what, long attemptStarted)
     {
         if (SocketErrorOf(ex) is SocketError.HostNotFound or SocketError.NoData)
         {
+            // Behind a proxy (HTTPS_PROXY) the name that failed is the proxy's: the registry's is resolved there.
+            Uri? proxy = HttpClient.DefaultProxy.IsBypassed(uri) ? null : HttpClient.DefaultProxy.GetProxy(uri);
             throw new OrasStagingException(ErrorCode.RegistryUnavailable,
-                $"Cannot reach {what}: the host name '{uri.Host}' does not resolve (no such host).",
-                "Check the spelling of the registry host name and your DNS settings.", ex);
+                proxy is null
+                    ? $"Cannot reach {what}: the host name '{uri.Host}' does not resolve (no such host)."
+                    : $"Cannot reach {what}: the proxy's host name '{proxy.Host}' does not resolve (no such host).",
+                proxy is null
+                    ? "Check the spelling of the registry host name and your DNS settings."
+                    : "Check HTTPS_PROXY, HTTP_PROXY and NO_PROXY.", ex);
         }
 
-        if (ex is HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError }
-            && CertificateProblems.TryGetValue(uri.Host, out var problem))
+        if (CertificateProblem(ex, uri, attemptStarted) is { } problem)
         {
             throw new OrasStagingException(ErrorCode.RegistryUnavailable,
                 $"Cannot reach {what}: the TLS certificate of {uri.Host} was refused ({problem}).",
@@ -208,6 +219,13 @@ internal sealed class RegistryTransport
                 + "-SkipCertificateCheck turns the check off, -PlainHttp talks plain http.", ex);
         }
     }
+
+    /// <summary>Why the certificate was refused, when <paramref name="ex"/> is a TLS failure after a refusal noted during this attempt.</summary>
+    private static string? CertificateProblem(Exception ex, Uri uri, long attemptStarted) =>
+        ex is HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError }
+        && CertificateProblems.TryGetValue(uri.Host.Trim('[', ']'), out var problem) && problem.At >= attemptStarted
+            ? problem.Why
+            : null;
 
     internal static SocketError? SocketErrorOf(Exception? ex)
     {
@@ -223,13 +241,13 @@ internal sealed class RegistryTransport
     }
 
     /// <summary>The request again over http when a loopback registry, asked over https by default, does not speak TLS.</summary>
-    private RegistryRequest? PlainFallback(RegistryRequest request, Exception ex)
+    private RegistryRequest? PlainFallback(RegistryRequest request, Exception ex, long attemptStarted)
     {
         if (ex is not HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError }
             || request.Uri.Scheme != Uri.UriSchemeHttps
             || !SchemeUndecided(request.Registry)
             || !string.Equals(request.Uri.Authority, request.Registry, StringComparison.OrdinalIgnoreCase)
-            || CertificateProblems.ContainsKey(request.Uri.Host))
+            || CertificateProblem(ex, request.Uri, attemptStarted) is not null)
         {
             return null;
         }
@@ -247,7 +265,7 @@ internal sealed class RegistryTransport
 
     private static bool NoteCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
-        string host = (sender as SslStream)?.TargetHostName ?? string.Empty;
+        string host = ((sender as SslStream)?.TargetHostName ?? string.Empty).Trim('[', ']');
         if (errors == SslPolicyErrors.None)
         {
             CertificateProblems.TryRemove(host, out _);
@@ -271,7 +289,7 @@ internal sealed class RegistryTransport
             why.Add("its chain is not trusted" + (statuses.Length > 0 ? $": {string.Join(", ", statuses)}" : string.Empty));
         }
 
-        CertificateProblems[host] = string.Join("; ", why);
+        CertificateProblems[host] = (string.Join("; ", why), Stopwatch.GetTimestamp());
         return false;
     }
 

@@ -228,4 +228,24 @@ public sealed class TrustTransportTests : IDisposable
             File.Delete(image);
         }
     }
+    [Fact]
+    public async Task A_loopback_tls_registry_with_an_untrusted_certificate_is_a_certificate_error_and_a_plain_one_still_falls_back()
+    {
+        await using (var tls = await Kit.TestRegistry.StartAsync(new Kit.TestRegistryOptions { Tls = true }, Ct))
+        {
+            // Without -PlainHttp: https first; its CA is not trusted here, which is said, and not taken for "no TLS".
+            var ex = await Assert.ThrowsAsync<OrasStagingException>(() => new RegistryClient(Options(retries: 0), _sink)
+                .ResolveAsync(ImageReference.Parse($"oras://{tls.Info.Registry}/lab/none:v1"), new ResolveOptions(), Ct));
+            Assert.Equal(ErrorCode.RegistryUnavailable, ex.Code);
+            Assert.Contains("TLS certificate of 127.0.0.1 was refused", ex.Message);
+        }
+
+        // The refusal above was for another port of the same host: a plain registry there still gets http.
+        using var plain = new FakeRegistry();
+        plain.AddImage("lab/a", "v1", ("application/vnd.nosi.disk-image.layer.v1+gzip", new byte[] { 1, 2, 3 }, "a.img.gz"));
+        var image = await new RegistryClient(Options(retries: 0), _sink)
+            .ResolveAsync(ImageReference.Parse($"oras://{plain.Host}/lab/a:v1"), new ResolveOptions(), Ct);
+        Assert.Equal("a.img.gz", image.Title);
+        Assert.StartsWith("http://", image.BlobUri!.AbsoluteUri);
+    }
 }

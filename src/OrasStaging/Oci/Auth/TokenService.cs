@@ -40,6 +40,7 @@ internal sealed class TokenService
         for (int attempt = 0; ; attempt++)
         {
             using var message = BuildTokenRequest(realm, service, scopes, credential, oauthPost);
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             HttpResponseMessage response;
             try
             {
@@ -47,14 +48,14 @@ internal sealed class TokenService
             }
             catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct) && attempt < _options.MaximumRetryCount)
             {
-                RegistryTransport.ThrowIfDefinite(ex, realm, $"the token service {realm.Host} for {request.Registry}");
+                RegistryTransport.ThrowIfDefinite(ex, realm, $"the token service {realm.Host} for {request.Registry}", started);
                 _sink.Verbose($"Token request to {realm.Host}: {RegistryTransport.Describe(ex)}; retrying.");
                 await Task.Delay(RetryPolicy.Backoff(attempt, _options.RetryIntervalSec), ct).ConfigureAwait(false);
                 continue;
             }
             catch (Exception ex) when (RegistryTransport.IsConnectionFailure(ex, ct))
             {
-                RegistryTransport.ThrowIfDefinite(ex, realm, $"the token service {realm.Host} for {request.Registry}");
+                RegistryTransport.ThrowIfDefinite(ex, realm, $"the token service {realm.Host} for {request.Registry}", started);
                 throw new OrasStagingException(GiveUp.CodeFor(ex),
                     $"Cannot reach the token service {realm.Host} for {request.Registry}: {RegistryTransport.Describe(ex)}", null, ex);
             }
