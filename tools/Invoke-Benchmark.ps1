@@ -352,3 +352,6 @@ foreach ($kind in $Compression) {
 }
 
 #endregion
+
+# The throttled case of issue 12 (one connection capped; a resume after a kill), when the script is there.
+if (Test-Path (Join-Path $PSScriptRoot 'Bench/Throttled.ps1')) { & (Join-Path $PSScriptRoot 'Bench/Throttled.ps1') -ModulePath $ModulePath -TestKitPath $TestKitPath -ImagePath $raw -Repetitions $Repetitions }
