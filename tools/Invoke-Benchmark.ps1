@@ -354,3 +354,5 @@ foreach ($kind in $Compression) {
 #endregion
 
 if (Test-Path (Join-Path $PSScriptRoot 'Bench/Qcow2.ps1')) { & (Join-Path $PSScriptRoot 'Bench/Qcow2.ps1') -ModulePath $ModulePath -TestKitPath $TestKitPath -Repetitions $Repetitions -ImageSize $ImageSize -DataFraction $DataFraction -WorkPath (Join-Path $WorkPath 'qcow2') } # qcow2 inputs (issue 11)
+# The throttled case of issue 12 (one connection capped; a resume after a kill), when the script is there.
+if (Test-Path (Join-Path $PSScriptRoot 'Bench/Throttled.ps1')) { & (Join-Path $PSScriptRoot 'Bench/Throttled.ps1') -ModulePath $ModulePath -TestKitPath $TestKitPath -ImagePath $raw -Repetitions $Repetitions }
