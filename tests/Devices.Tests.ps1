@@ -38,6 +38,20 @@ BeforeAll {
     $script:RefGz = "oras://$($Registry.proxy)/lab/flash:gz"
     $script:RefZst = "oras://$($Registry.proxy)/lab/flash:zst"
 
+    # A qcow2 inside an artifact (compressed by the publisher), decoded natively and written as raw.
+    $script:Qcow2 = Join-Path $Work 'source.qcow2'
+    & qemu-img convert -f raw -O qcow2 $Raw $Qcow2
+    if ($LASTEXITCODE -ne 0) { throw 'qemu-img convert failed' }
+    $script:PubQcow2 = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'qcow2' -ImagePath $Qcow2 -Compression zstd
+    $script:RefQcow2 = "oras://$($Registry.proxy)/lab/flash:qcow2"
+    # Without the org.nosi.image.size annotation: the image's size is learnt only while writing it.
+    $script:PubNoSize = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'nosize' -ImagePath $Raw -Compression gzip -NoSizeAnnotation
+    $script:RefNoSize = "oras://$($Registry.proxy)/lab/flash:nosize"
+    $script:Gz = "$Raw.gz"
+    & gzip -k -f $Raw
+    if ($LASTEXITCODE -ne 0) { throw 'gzip failed' }
+
+
     # A loop device over a new file of $Size bytes of 0xFF; the body gets the device path; always detached.
     function script:Use-LoopDevice([long] $Size, [scriptblock] $Body) {
         $backing = Join-Path $Work ("loop-" + [guid]::NewGuid().ToString('n').Substring(0, 8) + '.img')
@@ -90,6 +104,29 @@ BeforeAll {
     function script:Invoke-Child([string] $Command) {
         Invoke-ChildPwsh -Command $Command
     }
+
+    # The device holds the image, zeros where the image has zeros (the device was 0xFF), and 0xFF after it.
+    function script:Assert-Flashed([string] $Device) {
+        $bytes = Read-Device $Device
+        $n = $RawBytes.Length
+        Get-RangeHash $bytes 0 $n | Should -Be (Get-RangeHash $RawBytes 0 $n) -Because 'the first bytes of the device are the raw image'
+        Get-RangeHash $bytes $ZeroAt 65536 | Should -Be (Get-FFHash 65536 0) -Because 'a zero region of the image reads back as zeros, not 0xFF'
+        Get-RangeHash $bytes $n ($bytes.Length - $n) | Should -Be (Get-FFHash ($bytes.Length - $n)) -Because 'bytes beyond the image are left as they were'
+        (& stat -L -c '%F' $Device) | Should -Be 'block special file'
+    }
+
+    function script:Get-DeviceHash([string] $Device) {
+        $bytes = Read-Device $Device
+        Get-RangeHash $bytes 0 $bytes.Length
+    }
+
+    # A 64 KiB-aligned stretch of the raw image that is all zeros, and one that holds data.
+    $script:ZeroAt = -1
+    $zeroHash = Get-FFHash 65536 0
+    for ($at = 65536; $at + 65536 -le $RawBytes.Length; $at += 65536) {
+        if ((Get-RangeHash $RawBytes $at 65536) -eq $zeroHash) { $script:ZeroAt = $at; break }
+    }
+    if ($ZeroAt -lt 0) { throw 'the test image has no 64 KiB zero run' }
 }
 
 AfterAll {
@@ -138,6 +175,204 @@ Describe 'Targets that are not regular files are never renamed over' {
             $r = Invoke-Child "Import-Module '$ModulePath'; Convert-DiskImage '$Raw' -DestinationPath '$device' -Format raw -ErrorAction Stop"
             $r.ExitCode | Should -Not -Be 0
             Assert-Untouched $device $before
+        }
+    }
+}
+
+Describe 'Flashing an artifact onto a block device' -Skip:([bool]$NoLoop) {
+    It 'a <Kind> artifact is written raw onto a larger loop device: image, zeros, then the old 0xFF' -ForEach @(
+        @{ Kind = 'gzip'; Ref = 'RefGz' }
+        @{ Kind = 'zstd'; Ref = 'RefZst' }
+        @{ Kind = 'qcow2 (zstd-compressed)'; Ref = 'RefQcow2' }
+    ) {
+        $reference = Get-Variable -Name $Ref -ValueOnly
+        Use-LoopDevice (8MB) {
+            param($device)
+            $before = Get-DevNames $device
+            $r = Install-DiskImageFromOras $reference -Path $device -Force -Verify
+            $r | Should -BeOfType ([OrasStaging.StagedImage])
+            $r.Path | Should -Be $device
+            $r.Format | Should -Be 'raw'
+            $r.Skipped | Should -BeFalse
+            $r.FileSize | Should -Be $RawBytes.Length
+            Assert-Flashed $device
+            Get-DevNames $device | Should -Be $before -Because 'no stamp, receipt, lock or partial is created in /dev'
+        }
+    }
+
+    It 'a second run writes again: there is no skip by digest on a device' {
+        Use-LoopDevice (8MB) {
+            param($device)
+            $null = Install-DiskImageFromOras $RefGz -Path $device -Confirm:$false
+            $r = Install-DiskImageFromOras $RefGz -Path $device -Confirm:$false
+            $r.Skipped | Should -BeFalse
+            Assert-Flashed $device
+        }
+    }
+
+    It 'the connection cut twice mid-stream resumes in place with Range: the device is identical' {
+        Use-LoopDevice (8MB) {
+            param($device)
+            Clear-ProxyFault -Registry $Registry
+            Reset-ProxyStats -Registry $Registry
+            $null = Set-ProxyFault -Registry $Registry -Kind Cut -AfterBytes 200000 -Times 2 -PathContains $PubGz.digest
+            try {
+                $r = Install-DiskImageFromOras $RefGz -Path $device -Force -ConnectionLimit 1 -RetryIntervalSec 0
+            }
+            finally {
+                $faults = Get-ProxyFault -Registry $Registry
+                $stats = Get-ProxyStats -Registry $Registry
+                Clear-ProxyFault -Registry $Registry
+            }
+            $r.Format | Should -Be 'raw'
+            @($faults)[0].fired | Should -Be 2 -Because 'both cuts happened'
+            @($stats.rangeHeaders).Count | Should -BeGreaterOrEqual 2 -Because 'each resume asks for the rest with Range'
+            Assert-Flashed $device
+        }
+    }
+
+    It 'Convert-DiskImage writes a local <Kind> onto a loop device as raw' -ForEach @(
+        @{ Kind = 'gzip file'; Source = 'Gz' }
+        @{ Kind = 'qcow2 file'; Source = 'Qcow2' }
+    ) {
+        $file = Get-Variable -Name $Source -ValueOnly
+        Use-LoopDevice (8MB) {
+            param($device)
+            $before = Get-DevNames $device
+            $r = Convert-DiskImage $file -DestinationPath $device -Force -Verify
+            $r.Path | Should -Be $device
+            $r.Format | Should -Be 'raw'
+            Assert-Flashed $device
+            Get-DevNames $device | Should -Be $before
+        }
+    }
+}
+
+Describe 'Refusals before anything is written onto a device' -Skip:([bool]$NoLoop) {
+    It 'a mounted loop device is refused (DestinationNotWritable), its file system untouched' {
+        Use-LoopDevice (16MB) {
+            param($device)
+            & mkfs.ext4 -q -F -L flashmnt -E lazy_itable_init=0,lazy_journal_init=0 $device 2>&1 | Out-Null
+            $LASTEXITCODE | Should -Be 0
+            $mnt = Join-Path $Work ('mnt-' + [guid]::NewGuid().ToString('n').Substring(0, 8))
+            $null = New-Item -ItemType Directory $mnt
+            & mount $device $mnt
+            $LASTEXITCODE | Should -Be 0
+            try {
+                $hash = Get-DeviceHash $device
+                Install-DiskImageFromOras $RefGz -Path $device -Force -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+                $err[0].FullyQualifiedErrorId | Should -BeLike 'DestinationNotWritable,*'
+                "$($err[0])" | Should -BeLike "*mounted on '$mnt'*"
+                Convert-DiskImage $Gz -DestinationPath $device -Force -ErrorAction SilentlyContinue -ErrorVariable err2 | Should -BeNullOrEmpty
+                $err2[0].FullyQualifiedErrorId | Should -BeLike 'DestinationNotWritable,*'
+                Get-DeviceHash $device | Should -Be $hash -Because 'nothing was written (compared while still mounted: unmounting writes the superblock)'
+            }
+            finally {
+                & umount $mnt
+                Remove-Item -LiteralPath $mnt -Force -ErrorAction Ignore
+            }
+            (& blkid -p -o value -s LABEL $device) | Should -Be 'flashmnt' -Because 'the file system is still there'
+        }
+    }
+
+    It 'an image declared larger than the device is refused (InsufficientSpace) with nothing written' {
+        Use-LoopDevice (2MB) {
+            param($device)
+            $before = Get-DevNames $device
+            Install-DiskImageFromOras $RefGz -Path $device -Force -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientSpace,*'
+            "$($err[0])" | Should -BeLike '*larger than*'
+            Assert-Untouched $device $before
+            Convert-DiskImage $Raw -DestinationPath $device -Force -ErrorAction SilentlyContinue -ErrorVariable err2 | Should -BeNullOrEmpty
+            $err2[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientSpace,*'
+            Assert-Untouched $device $before
+        }
+    }
+
+    It 'an image whose size is learnt while writing stops at the end of the device and says it must not be booted' {
+        Use-LoopDevice (2MB) {
+            param($device)
+            $before = Get-DevNames $device
+            Install-DiskImageFromOras $RefNoSize -Path $device -Force -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientSpace,*'
+            "$($err[0])" | Should -BeLike '*must not be booted*'
+            Get-DevNames $device | Should -Be $before
+            (Read-Device $device).Length | Should -Be 2MB -Because 'no write goes past the end of the device'
+        }
+    }
+
+    It 'a regular file where a device could be is handled as a file (stamp and receipt beside it)' {
+        $folder = Join-Path $Work ([guid]::NewGuid().ToString('n').Substring(0, 8))
+        $null = New-Item -ItemType Directory $folder
+        $file = Join-Path $folder 'loop.img'
+        $ff = [byte[]]::new(8MB); [Array]::Fill($ff, [byte]0xFF); [IO.File]::WriteAllBytes($file, $ff)
+        $r = Install-DiskImageFromOras $RefGz -Path $file -Force
+        $r.Path | Should -Be $file
+        (& stat -c '%F' $file) | Should -Be 'regular file'
+        (Get-Item $file).Length | Should -Be $RawBytes.Length -Because 'a file is replaced by the image, not written into'
+        Test-Path "$file.digest" | Should -BeTrue
+        Test-Path "$file.oras.json" | Should -BeTrue
+    }
+
+    It '-WhatIf names the device, its size, model and file system, and writes nothing' {
+        Use-LoopDevice (16MB) {
+            param($device, $backing)
+            & mkfs.ext4 -q -F -L flashlbl $device 2>&1 | Out-Null
+            $hash = Get-DeviceHash $device
+            $before = Get-DevNames $device
+            $r = Invoke-Child "Import-Module '$ModulePath'; Install-DiskImageFromOras '$RefGz' -Path '$device' -WhatIf; Convert-DiskImage '$Gz' -DestinationPath '$device' -WhatIf"
+            $r.ExitCode | Should -Be 0 -Because $r.Err
+            $r.Out | Should -BeLike "*What if: Write *$device (16.0 MiB, loop: $backing)*(ext4 'flashlbl')*"
+            $r.Out | Should -BeLike "*What if: Write '$Gz'*onto $device*"
+            Get-DeviceHash $device | Should -Be $hash
+            Get-DevNames $device | Should -Be $before
+        }
+    }
+
+    It 'a non-interactive run without -Force or -Confirm:$false writes nothing and says why (ConfirmationRequired)' {
+        Use-LoopDevice (8MB) {
+            param($device)
+            $before = Get-DevNames $device
+            $r = Invoke-Child "Import-Module '$ModulePath'; try { Install-DiskImageFromOras '$RefGz' -Path '$device' -ErrorAction Stop } catch { `$_.FullyQualifiedErrorId; `"`$_`" }; try { Convert-DiskImage '$Gz' -DestinationPath '$device' -ErrorAction Stop } catch { `$_.FullyQualifiedErrorId }"
+            $lines = @($r.Out -split "`r?`n" | Where-Object { $_ })
+            $lines[0] | Should -Be 'ConfirmationRequired,OrasStaging.Commands.InstallDiskImageFromOrasCommand'
+            $lines[1] | Should -BeLike "*$device needs confirmation*Nothing was written*"
+            $lines[2] | Should -Be 'ConfirmationRequired,OrasStaging.Commands.ConvertDiskImageCommand'
+            Assert-Untouched $device $before
+        }
+    }
+}
+
+Describe '-Verify reads the device back' -Skip:([bool]$NoLoop) {
+    It 'catches a byte changed on the device between the write and the read-back (DigestMismatch, not to be booted)' {
+        Use-LoopDevice (8MB) {
+            param($device, $backing)
+            # Test-only seam (Devices/DeviceTestSeam.cs): the flash waits at $gate.go after its flush.
+            $gate = Join-Path $Work ('gate-' + [guid]::NewGuid().ToString('n').Substring(0, 8))
+            $env:ORASSTAGING_TEST_VERIFY_GATE = $gate
+            try {
+                $job = Start-ThreadJob -ScriptBlock {
+                    param($ModulePath, $Ref, $Device)
+                    Import-Module $ModulePath
+                    Install-DiskImageFromOras $Ref -Path $Device -Force -Verify -ErrorAction SilentlyContinue -ErrorVariable e
+                    , @($e)
+                } -ArgumentList $ModulePath, $RefGz, $device
+                $deadline = [DateTime]::UtcNow.AddSeconds(120)
+                while (-not (Test-Path "$gate.ready") -and [DateTime]::UtcNow -lt $deadline -and $job.State -in 'NotStarted', 'Running') { Start-Sleep -Milliseconds 50 }
+                if (-not (Test-Path "$gate.ready")) {
+                    $out = $job | Wait-Job -Timeout 10 | Receive-Job -Keep 2>&1
+                    throw "The flash did not reach the read-back: $($out | Out-String) $($job.Error | Out-String)"
+                }
+                # Another writer changes one byte of the image through the loop device's backing file.
+                $fs = [IO.File]::Open($backing, 'Open', 'ReadWrite', 'ReadWrite')
+                try { $fs.Position = 1000; $b = $fs.ReadByte(); $fs.Position = 1000; $fs.WriteByte($b -bxor 0x5A); $fs.Flush() } finally { $fs.Dispose() }
+                $null = New-Item -ItemType File "$gate.go"
+                $errors = $job | Wait-Job -Timeout 120 | Receive-Job
+                $job | Remove-Job -Force
+            }
+            finally { Remove-Item Env:ORASSTAGING_TEST_VERIFY_GATE -ErrorAction Ignore }
+            $errors[0].FullyQualifiedErrorId | Should -BeLike 'DigestMismatch,*'
+            "$($errors[0])" | Should -BeLike "*$device*must not be booted*"
         }
     }
 }

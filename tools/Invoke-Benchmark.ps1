@@ -265,6 +265,8 @@ $decoder.CopyTo([IO.Stream]::Null, 1MB)
                     }))
         }
     }
+    # Issue 13: flashing onto a loop device against curl | gunzip | dd (tools/Bench/Flash.ps1; skips itself without root).
+    if ('gzip' -in $Compression -and (Test-Path "$PSScriptRoot/Bench/Flash.ps1")) { foreach ($row in & "$PSScriptRoot/Bench/Flash.ps1" -ModulePath $ModulePath -Reference $published.gzip.Reference -BlobUrl $published.gzip.BlobUrl -ImageSize $ImageSize -WorkPath $WorkPath -Repetitions $Repetitions) { $results.Add($row) } }
 }
 finally {
     Stop-TestRegistry $registry

@@ -30,6 +30,9 @@ public enum ErrorCode
     ConfigInvalid,
     InvalidArgument,
     OperationTimeout,
+
+    /// <summary>A write onto a block device needs confirmation and the session cannot ask (non-interactive).</summary>
+    ConfirmationRequired,
 }
 
 /// <summary>An expected, user-facing failure of the core. Messages never carry secrets.</summary>

@@ -9,8 +9,8 @@ namespace OrasStaging.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Convert, "DiskImage", DefaultParameterSetName = PathSet, SupportsShouldProcess = true,
     HelpUri = "https://github.com/safl/OrasStaging#convert-diskimage")]
-[OutputType(typeof(FileInfo))]
-public sealed class ConvertDiskImageCommand : FileInputCmdletBase
+[OutputType(typeof(FileInfo), typeof(StagedImage))]
+public sealed partial class ConvertDiskImageCommand : FileInputCmdletBase
 {
     [Parameter(Mandatory = true, Position = 1)]
     [Alias("Destination")]

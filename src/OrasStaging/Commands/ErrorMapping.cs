@@ -75,6 +75,7 @@ internal static class ErrorMapping
         ErrorCode.ConfigInvalid => ErrorCategory.InvalidData,
         ErrorCode.InvalidArgument => ErrorCategory.InvalidArgument,
         ErrorCode.OperationTimeout => ErrorCategory.OperationTimeout,
+        ErrorCode.ConfirmationRequired => ErrorCategory.InvalidOperation,
         _ => ErrorCategory.NotSpecified,
     };
 }

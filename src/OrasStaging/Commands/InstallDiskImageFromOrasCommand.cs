@@ -15,7 +15,7 @@ namespace OrasStaging.Commands;
 [Cmdlet(VerbsLifecycle.Install, "DiskImageFromOras", DefaultParameterSetName = ReferenceSet,
     SupportsShouldProcess = true, HelpUri = "https://github.com/safl/OrasStaging#install-diskimagefromoras")]
 [OutputType(typeof(StagedImage))]
-public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
+public sealed partial class InstallDiskImageFromOrasCommand : RegistryCmdletBase
 {
     private const string ReferenceSet = "Reference";
     private const string ConfigSet = "Config";
@@ -188,7 +188,13 @@ public sealed class InstallDiskImageFromOrasCommand : RegistryCmdletBase
         try
         {
             var parsed = ImageReference.Parse(reference);
-            string fullPath = ResolveOutputPath(path);
+            string fullPath = DevicePath(path) ?? ResolveOutputPath(path);
+            if (Devices.DeviceFlash.IsDevice(fullPath))
+            {
+                StageOntoDevice(name, reference, parsed, fullPath, parentActivityId); // InstallDiskImageFromOrasCommand.Device.cs
+                return;
+            }
+
             var writer = DiskImageStagingWriter.ForTarget(fullPath, Format, GrowBy, Size, Reencode);
             string format = writer.Format.Name();
 

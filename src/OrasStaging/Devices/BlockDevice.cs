@@ -90,7 +90,7 @@ public sealed partial class BlockDevice
             }
             else if (FileSystemText(NodePath) is { Length: > 0 } fs)
             {
-                text += "," + fs;
+                text += ", no partition table," + fs; // a file system on the whole device
             }
 
             return text;

@@ -19,6 +19,9 @@ public sealed class DeviceWriterOptions
 
     public IOperationSink Sink { get; init; } = NullOperationSink.Instance;
 
+    /// <summary>Progress while writing; off when the caller reports the write itself (the decoder's bar), flush and verify still show.</summary>
+    public bool ReportWrites { get; init; } = true;
+
     /// <summary>Shown in progress ("Writing image to /dev/sdb").</summary>
     public string? DisplayName { get; init; }
 }
@@ -268,7 +271,7 @@ public sealed class DeviceWriter : IDisposable
         // After a patched partial block (written whole), a later append continues inside it.
         MoveTo(end);
 
-        if (_writtenEnd - _lastProgress >= 64L << 20 || _lastProgress == 0)
+        if (_options.ReportWrites && (_writtenEnd - _lastProgress >= 64L << 20 || _lastProgress == 0))
         {
             _lastProgress = _writtenEnd;
             _options.Sink.Progress(new ProgressInfo($"Writing to {_options.DisplayName ?? Device.NodePath}", "Write", _writtenEnd, _imageLength));

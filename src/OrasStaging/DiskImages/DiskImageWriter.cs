@@ -21,6 +21,18 @@ public static class DiskImageWriter
         Stream input, string outputPath, DiskWriteOptions options, IOperationSink sink, CancellationToken ct) =>
         WriteCoreAsync(input, outputPath, options, expandOnly: false, sink, ct);
 
+    /// <summary>Makes the target for the decoded bytes once their format is known (<paramref name="head"/>: the first chunk).</summary>
+    internal delegate IImageTarget TargetFactory(ReadOnlySpan<byte> head, SourceFormat source);
+
+    /// <summary>
+    /// As <see cref="WriteAsync"/>, but into a target the caller makes (a block device, Devices/DeviceImageTarget):
+    /// the same detection, decoding and fixed-VHD footer rule, no file created and no free-space check.
+    /// <paramref name="displayPath"/> names the target in messages.
+    /// </summary>
+    internal static Task<DiskWriteResult> WriteToTargetAsync(
+        Stream input, string displayPath, DiskWriteOptions options, TargetFactory factory, IOperationSink sink, CancellationToken ct) =>
+        WriteCoreAsync(input, displayPath, options, expandOnly: false, sink, ct, factory);
+
     /// <summary>
     /// Decompresses only: the decoded bytes land as a sparse file, whatever image format they hold (a .qcow2.gz
     /// expands to the .qcow2). This is Expand-DiskImage.
@@ -31,7 +43,8 @@ public static class DiskImageWriter
             expandOnly: true, sink, ct);
 
     private static async Task<DiskWriteResult> WriteCoreAsync(
-        Stream input, string outputPath, DiskWriteOptions options, bool expandOnly, IOperationSink sink, CancellationToken ct)
+        Stream input, string outputPath, DiskWriteOptions options, bool expandOnly, IOperationSink sink, CancellationToken ct,
+        TargetFactory? factory = null)
     {
         options.ValidateNative("Use Convert-DiskImage, which calls qemu-img for VMDK, VHDX and VDI.");
 
@@ -49,7 +62,7 @@ public static class DiskImageWriter
         string name = options.DisplayName ?? Path.GetFileName(outputPath);
         sink.Verbose($"Input compression: {kind}; writing {(expandOnly ? "decoded bytes" : options.Format.ToString())} to {name}.");
         sink.Verbose($"Decoder: {Decoders.Describe(kind)}.");
-        if (kind != CompressionKind.None && options.InputLength is { } compressedLength)
+        if (kind != CompressionKind.None && options.InputLength is { } compressedLength && factory is null)
         {
             // The output is at least about as large as the compressed data; anything less cannot fit.
             DiskSpace.Require(outputPath, compressedLength);
@@ -75,7 +88,7 @@ public static class DiskImageWriter
         try
         {
             return await Task.Run(
-                () => Consume(filled.Reader, free.Writer, outputPath, options, expandOnly, kind, counting, name, sink, linked.Token),
+                () => Consume(filled.Reader, free.Writer, outputPath, options, expandOnly, kind, counting, name, sink, factory, linked.Token),
                 linked.Token).ConfigureAwait(false);
         }
         catch
@@ -100,7 +113,7 @@ public static class DiskImageWriter
     private static DiskWriteResult Consume(
         ChannelReader<(byte[] Buffer, int Count)> filled, ChannelWriter<byte[]> free, string outputPath,
         DiskWriteOptions options, bool expandOnly, CompressionKind kind, CountingStream counting, string name,
-        IOperationSink sink, CancellationToken ct)
+        IOperationSink sink, TargetFactory? factory, CancellationToken ct)
     {
         IImageTarget? target = null;
         bool stripFooter = false;
@@ -133,7 +146,7 @@ public static class DiskImageWriter
 
                 if (target is null)
                 {
-                    (target, stripFooter) = OpenTarget(chunk.Buffer.AsSpan(0, chunk.Count), outputPath, options, expandOnly, sink, ct);
+                    (target, stripFooter) = OpenTarget(chunk.Buffer.AsSpan(0, chunk.Count), outputPath, options, expandOnly, sink, factory, ct);
                 }
 
                 decoded += chunk.Count;
@@ -165,7 +178,7 @@ public static class DiskImageWriter
             if (target is null)
             {
                 // A 0-byte image.
-                (target, stripFooter) = OpenTarget(ReadOnlySpan<byte>.Empty, outputPath, options, expandOnly, sink, ct);
+                (target, stripFooter) = OpenTarget(ReadOnlySpan<byte>.Empty, outputPath, options, expandOnly, sink, factory, ct);
             }
 
             if (stripFooter && decoded >= VhdFooter.Length && VhdFooter.TrimFixedFooter(ref prev, ref last))
@@ -209,12 +222,18 @@ public static class DiskImageWriter
     }
 
     private static (IImageTarget Target, bool StripFooter) OpenTarget(
-        ReadOnlySpan<byte> head, string outputPath, DiskWriteOptions options, bool expandOnly, IOperationSink sink, CancellationToken ct)
+        ReadOnlySpan<byte> head, string outputPath, DiskWriteOptions options, bool expandOnly, IOperationSink sink,
+        TargetFactory? factory, CancellationToken ct)
     {
         SourceFormat source = expandOnly ? SourceFormat.Raw : ImageFormatDetector.Detect(head);
         if (!expandOnly)
         {
             sink.Verbose($"Image format of the decoded bytes: {(source == SourceFormat.Raw ? ImageFormatDetector.DescribeRaw(head) : source.ToString())}.");
+        }
+
+        if (factory is not null && source is SourceFormat.Raw or SourceFormat.Qcow2)
+        {
+            return (factory(head, source), source == SourceFormat.Raw);
         }
 
         if (source == SourceFormat.Qcow2)
