@@ -84,6 +84,9 @@ internal sealed class DeviceInstallFlow
 
         public DiskImageFormat Format => DiskImageFormat.Raw;
 
+        /// <summary>Set by OnePassWrite; on a device the device's own size is the bound DeviceImageWriter enforces.</summary>
+        public long? DeclaredDecodedBytes { get; set; }
+
         public async Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
             CancellationToken cancellationToken)
         {
