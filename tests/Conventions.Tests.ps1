@@ -96,6 +96,16 @@ Describe 'KubeVirt containerDisk' {
         # Two layers, the top one holding the disk: the base is larger, so "the largest layer" would be wrong.
         $base = @{ compression = 'gzip'; tar = @(@{ path = 'etc/'; type = 'dir' }, @{ path = 'etc/base.bin'; file = $Other }) }
         $null = Publish-ContainerDisk 'lab/containerdisk' 'two-layers' 'docker' @($base, (Get-DiskLayer $Qcow2 'fedora.qcow2'))
+        # A docker manifest list over two architectures, as multi-arch containerDisks are published; the host's is taken.
+        $null = Publish-TestLayout -Registry $Registry -Repository 'lab/containerdisk' -Tag 'docker-list' -Spec @{
+            manifests = @(
+                @{ mediaType = 'docker'; layers = @(Get-DiskLayer $Qcow2 'disk.qcow2') }
+                @{ mediaType = 'docker'; layers = @(Get-DiskLayer $Other 'disk.img') }
+            )
+            index     = @{ mediaType = 'docker'; entries = @(
+                    @{ manifest = 0; platform = @{ os = 'linux'; architecture = 'amd64' } }
+                    @{ manifest = 1; platform = @{ os = 'linux'; architecture = 'arm64' } }) }
+        }
         $script:CD = "oras://$Host_/lab/containerdisk"
     }
 
@@ -118,18 +128,20 @@ Describe 'KubeVirt containerDisk' {
         @{ Name = 'OCI, plain tar, qcow2'; Tag = 'oci-tar-qcow2' }
         @{ Name = 'OCI, zstd, pax headers, qcow2'; Tag = 'oci-zst-qcow2' }
         @{ Name = 'two layers, top one holds the disk'; Tag = 'two-layers' }
+        @{ Name = 'docker manifest list, linux/amd64'; Tag = 'docker-list'; Platform = 'linux/amd64' }
     ) {
+        $platform = if ($_.ContainsKey('Platform')) { @{ Platform = $_.Platform } } else { @{} }
         $target = Join-Path (New-Folder) 'vm.qcow2'
-        $r = Install-DiskImageFromOras "${CD}:$Tag" -Path $target
+        $r = Install-DiskImageFromOras "${CD}:$Tag" -Path $target @platform
         $r.Format | Should -Be 'qcow2'
         Assert-Same $target 'qcow2' ((Get-Item $Raw).Length + 0)
         $receipt = Get-Content "$target.oras.json" -Raw | ConvertFrom-Json
         $receipt.convention | Should -Be 'containerDisk'
         $receipt.memberPath | Should -BeLike 'disk/*'
-        (Get-Content "$target.digest" -Raw).Trim() | Should -Be (Resolve-OrasImage "${CD}:$Tag").Digest
+        (Get-Content "$target.digest" -Raw).Trim() | Should -Be (Resolve-OrasImage "${CD}:$Tag" @platform).Digest
 
         $grown = Join-Path (New-Folder) 'vm.qcow2'
-        $null = Install-DiskImageFromOras "${CD}:$Tag" -Path $grown -GrowBy 1MB
+        $null = Install-DiskImageFromOras "${CD}:$Tag" -Path $grown -GrowBy 1MB @platform
         Assert-Same $grown 'qcow2' ((Get-Item $Raw).Length + 1MB)
     }
 

@@ -55,6 +55,17 @@ public class ConventionsTests
     }
 
     [Fact]
+    public void Disk_image_entries_under_an_ordinary_platform_are_narrowed_by_the_target_format()
+    {
+        var entries = new[] { Entry("a", "linux", "amd64", artifactType: "application/vnd.diskimage.raw.gzip"), Entry("b", "linux", "amd64", artifactType: "application/vnd.diskimage.qcow2") };
+        Assert.StartsWith("sha256:b", IndexChoice.Choose(entries, new ResolveOptions { TargetFormat = DiskImageFormat.Qcow2 }, "linux", "amd64", "r").Entry.Digest);
+        Assert.StartsWith("sha256:a", IndexChoice.Choose(entries, new ResolveOptions { TargetFormat = DiskImageFormat.Raw }, "linux", "amd64", "r").Entry.Digest);
+        var layer = new OrasDescriptor { MediaType = "application/octet-stream", Digest = "sha256:" + new string('1', 64), Size = 1 };
+        var pick = IndexChoice.Choose(entries, new ResolveOptions { TargetFormat = DiskImageFormat.Raw }, "linux", "amd64", "r");
+        Assert.Equal((DiskConvention.DiskImage, "raw"), (LayerChoice.Describe(layer, null, pick).Convention, LayerChoice.Describe(layer, null, pick).DiskFormat));
+    }
+
+    [Fact]
     public void A_platform_index_is_chosen_by_platform_as_before()
     {
         var entries = new[] { Entry("a", "linux", "arm64"), Entry("b", "linux", "amd64") };

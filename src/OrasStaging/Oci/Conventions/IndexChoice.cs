@@ -20,14 +20,25 @@ internal static class IndexChoice
             return ByDiskType(podman, DiskConvention.Podman, e => DiskTypeAnnotation(e)!, options, hostArch, reference);
         }
 
-        var coreos = entries.Where(e => DiskTypes.IsDiskType(e.Os)
-            || (e.ArtifactType?.StartsWith(DiskConvention.DiskImageTypePrefix, StringComparison.OrdinalIgnoreCase) ?? false)).ToList();
-        if (coreos.Count > 0 && coreos.All(e => !string.IsNullOrEmpty(e.Os)))
+        var coreos = entries.Where(e => DiskTypes.IsDiskType(e.Os)).ToList();
+        if (coreos.Count > 0)
         {
             return ByDiskType(coreos, DiskConvention.DiskImage, e => e.Os!, options, hostArch, reference);
         }
 
-        var entry = Selection.ChoosePlatform(entries, options.Platform, hostOs, hostArch, reference);
+        // Disk-image artifacts under an ordinary platform (Konflux writes os linux): the target format narrows them
+        // by their artifactType, application/vnd.diskimage.<format>[.<compression>]; the platform decides the rest.
+        IReadOnlyList<PlatformEntry> candidates = entries;
+        if (options.TargetFormat is { } target)
+        {
+            var sameFormat = entries.Where(e => DiskConvention.FormatOf(e.ArtifactType, DiskConvention.DiskImageTypePrefix) == target.Name()).ToList();
+            if (sameFormat.Count > 0 && sameFormat.Count < entries.Count)
+            {
+                candidates = sameFormat;
+            }
+        }
+
+        var entry = Selection.ChoosePlatform(candidates, options.Platform, hostOs, hostArch, reference);
         return new IndexPick(entry, null, null);
     }
 
