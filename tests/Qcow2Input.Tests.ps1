@@ -24,6 +24,14 @@ BeforeAll {
     $script:PubZst = Publish-TestImage -Registry $Registry -Repository 'lab/fcos' -Tag 'zst' -ImagePath $Qcow2Zst
     $script:PubPlain = Publish-TestImage -Registry $Registry -Repository 'lab/fcos' -Tag 'plain' -ImagePath $Qcow2 -Compression none
     $script:Repo = "oras://$($Registry.registry)/lab/fcos"
+    # A containerDisk's layer: a gzip-compressed tar whose disk/ member is the zlib qcow2.
+    $cd = Join-Path $Work 'containerdisk'
+    $null = New-Item -ItemType Directory -Force (Join-Path $cd 'disk')
+    Copy-Item $Qcow2 (Join-Path $cd 'disk/fedora.qcow2')
+    & tar -cf (Join-Path $Work 'containerdisk.tar') -C $cd disk
+    if ($LASTEXITCODE -ne 0) { throw 'tar failed' }
+    $script:PubCd = Publish-TestImage -Registry $Registry -Repository 'lab/containerdisk' -Tag 'gz' -ImagePath (Join-Path $Work 'containerdisk.tar') -Compression gzip
+    $script:CdRepo = "oras://$($Registry.registry)/lab/containerdisk"
 
     # qemu-img must not be found: PATH keeps no folder that holds it.
     $script:SavedPath = $env:PATH
@@ -103,6 +111,19 @@ Describe 'qcow2 inputs without qemu-img' {
         $rawTarget = Join-Path (New-Folder) 'fcos.img'
         $r = Install-DiskImageFromOras "${Repo}:zst" -Path $rawTarget -Format raw
         $r.Format | Should -Be 'raw'
+        Assert-Same $rawTarget raw (6MB + 1536)
+        @(Get-ChildItem (Split-Path $rawTarget) -Force -Filter '.*').Count | Should -Be 0
+    }
+
+    It 'Install-DiskImageFromOras: a containerDisk (tar.gz with a zlib qcow2 under disk/) as qcow2 +8 GiB and as raw, streamed' {
+        $target = Join-Path (New-Folder) 'cd.qcow2'
+        $r = Install-DiskImageFromOras "${CdRepo}:gz" -Path $target -GrowBy 8GB
+        $r.VirtualSize | Should -Be (6MB + 1536 + 8GB)
+        Assert-Same $target qcow2 (6MB + 1536 + 8GB) (Get-Grown (6MB + 1536 + 8GB))
+
+        $rawTarget = Join-Path (New-Folder) 'cd.img'
+        $out = Install-DiskImageFromOras "${CdRepo}:gz" -Path $rawTarget -Format raw -Verbose 4>&1
+        ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n" | Should -Match 'Decoded the qcow2 stream directly'
         Assert-Same $rawTarget raw (6MB + 1536)
         @(Get-ChildItem (Split-Path $rawTarget) -Force -Filter '.*').Count | Should -Be 0
     }

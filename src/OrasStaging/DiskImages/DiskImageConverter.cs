@@ -133,8 +133,25 @@ public static class DiskImageConverter
         sink.Verbose(Qcow2Input.KeepsInput(options)
             ? "The input is qcow2 and so is the target: copying it as is" + (options.GrowBy != 0 || options.Size is not null ? ", then growing it in place." : ".")
             : $"The input is a compressed qcow2: decoding it natively to {options.Format.Name()} as it is decompressed.");
-        await using var input = OpenRead(inputPath);
-        return await DiskImageWriter.WriteAsync(input, outputPath, options, sink, ct).ConfigureAwait(false);
+        try
+        {
+            await using var input = OpenRead(inputPath);
+            return await DiskImageWriter.WriteAsync(input, outputPath, options, sink, ct).ConfigureAwait(false);
+        }
+        catch (OrasStagingException ex) when (Qcow2.Qcow2StreamDecoder.IsNotStreamable(ex))
+        {
+            // A local file can be read again: decompress it once beside the target and decode that by random access.
+            sink.Verbose($"{ex.Message} Decompressing the qcow2 once to a spool beside the target instead (deleted after).");
+            PartialFile.TryDelete(outputPath);
+            using var spool = PartialFile.HiddenBeside(outputPath, "qcow2");
+            await using (var again = OpenRead(inputPath))
+            {
+                await DiskImageWriter.ExpandAsync(again, spool.PartialPath, options.InputLength, options.DisplayName, sink, ct).ConfigureAwait(false);
+            }
+
+            using var image = Qcow2.Qcow2Image.Open(spool.PartialPath);
+            return await Task.Run(() => Qcow2Input.Decode(image, outputPath, options, sink, ct), ct).ConfigureAwait(false);
+        }
     }
 
     /// <summary>

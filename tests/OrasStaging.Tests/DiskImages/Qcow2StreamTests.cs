@@ -118,6 +118,38 @@ public class Qcow2StreamTests
     }
 
     [Fact]
+    public async Task AHostClusterSharedAcrossL2TablesIsUnsupportedFromAStreamAndDecodedFromAFile()
+    {
+        using var dir = new TempDir();
+        string raw = Qcow2Fixtures.Raw(dir, 4L << 20, seed: 12);
+        // 4 KiB clusters: one L2 table per 2 MiB of guest. The second table's first entry is made to share the
+        // host cluster of the first table's first data cluster, long released when the second table arrives.
+        byte[] b = File.ReadAllBytes(Qcow2Fixtures.Convert(dir, raw, "s.qcow2", "-o", "cluster_size=4096"));
+        long l1 = (long)BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(40));
+        long l2a = (long)(BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan((int)l1)) & 0x00FFFFFFFFFFFE00);
+        long l2b = (long)(BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan((int)l1 + 8)) & 0x00FFFFFFFFFFFE00);
+        int first = Enumerable.Range(0, 512).First(i => BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan((int)l2a + (i * 8))) != 0);
+        Assert.True(l2b > (long)(BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan((int)l2a + (first * 8))) & 0x00FFFFFFFFFFFE00) + (256 << 10), "fixture: the second table comes well after");
+        b.AsSpan((int)l2a + (first * 8), 8).CopyTo(b.AsSpan((int)l2b));
+        string shared = dir.File("shared.qcow2");
+        File.WriteAllBytes(shared, b);
+        byte[] expected = Qcow2Fixtures.OracleRaw(dir, shared);
+        File.Delete(dir.File("shared.qcow2.oracle.raw"));
+        string zst = TestInputs.Compressed(dir, "zstd", shared, ".zst", "-q");
+
+        var ex = await Assert.ThrowsAsync<OrasStagingException>(() => Stream(zst, dir.File("s.raw"), Options(dir, DiskImageFormat.Raw)));
+        Assert.Equal(ErrorCode.UnsupportedFormat, ex.Code);
+        File.Delete(dir.File("s.raw"));
+
+        // From a file the converter reads it again: decompressed once beside the target, then read by random access.
+        var sink = new ListSink();
+        await DiskImageConverter.ConvertFileAsync(zst, dir.File("f.raw"), Options(dir, DiskImageFormat.Raw), sink, _timeout);
+        Qcow2Fixtures.AssertSameBytes(expected, File.ReadAllBytes(dir.File("f.raw")));
+        Assert.Contains(sink.Lines, l => l.Contains("Decompressing the qcow2 once to a spool", StringComparison.Ordinal));
+        Assert.Empty(Directory.GetFiles(dir.Path, ".*"));
+    }
+
+    [Fact]
     public async Task AStreamCutShortIsCorruptAndLeavesNoSpool()
     {
         using var dir = new TempDir();

@@ -60,6 +60,14 @@ internal sealed class Qcow2StreamDecoder : IDisposable
         _regions.Enqueue(new Region(RegionKind.Reftable, header.ReftableOffset, reftable, -1), header.ReftableOffset + reftable);
     }
 
+    private const string NotStreamableKey = "OrasStaging.Qcow2.NotStreamable";
+
+    /// <summary>
+    /// The failure of a layout this decoder cannot follow although the image may be valid (a host cluster shared by
+    /// two guest clusters, or packing out of write order): a caller that can read the input again decodes it from a file.
+    /// </summary>
+    public static bool IsNotStreamable(Exception ex) => ex is OrasStagingException o && o.Data.Contains(NotStreamableKey);
+
     /// <summary>Bytes spooled because data came before its table; 0 when the stream was decoded directly.</summary>
     public long SpooledBytes => _store.SpooledBytes;
 
@@ -224,9 +232,11 @@ internal sealed class Qcow2StreamDecoder : IDisposable
 
                 if (!_store.Holds(s.HostOffset, length))
                 {
-                    throw new OrasStagingException(ErrorCode.UnsupportedFormat,
+                    var ex = new OrasStagingException(ErrorCode.UnsupportedFormat,
                         $"The qcow2 stream maps guest offset {s.GuestOffset} to host bytes at {s.HostOffset} that it had already passed as another table or cluster.",
                         "Decompress the file first (Expand-DiskImage to .qcow2) and convert that file, which is read by random access.");
+                    ex.Data[NotStreamableKey] = true;
+                    throw ex;
                 }
 
                 _store.Pend(s.HostOffset, length, +1);
