@@ -32,7 +32,9 @@ internal sealed partial class RangedFetch
                     return false;
                 }
 
-                if (cdn is null && response.RequestMessage?.RequestUri is { } final && !RegistryTransport.SameOrigin(final, _blobUri))
+                // Against the blob URL as it went out: a loopback registry first asked over https may have been found plain.
+                if (cdn is null && response.RequestMessage?.RequestUri is { } final
+                    && !RegistryTransport.SameOrigin(final, _transport.RegistryUri(_image.Registry, _blobUri.PathAndQuery)))
                 {
                     _cdn = final;
                 }
