@@ -67,11 +67,14 @@ BeforeAll {
     # Stages $Reference onto each host folder concurrently, each in a child pwsh with HOME set to that folder, as
     # ForEach-Object -Parallel (or Invoke-Command over SSH) would on separate hosts. Returns one result per host.
     $script:ChildPwsh = (Get-Command Invoke-ChildPwsh).ScriptBlock.ToString()
+    $script:StartChildPwsh = (Get-Command Start-ChildPwsh).ScriptBlock.ToString()  # Invoke-ChildPwsh calls it
     function script:Invoke-Fleet([string[]] $Hosts, [string] $Reference, [string] $Extra = '') {
         $module = $env:ORASSTAGING_MODULE
         $definition = $ChildPwsh
+        $starter = $StartChildPwsh
         $Hosts | ForEach-Object -ThrottleLimit 4 -Parallel {
             $null = New-Item -Path function:Invoke-ChildPwsh -Value ([scriptblock]::Create($using:definition))
+            $null = New-Item -Path function:Start-ChildPwsh -Value ([scriptblock]::Create($using:starter))
             $target = Join-Path $_ 'images/disk.qcow2'
             $script = "Import-Module '$using:module'; " +
                 "Install-DiskImageFromOras '$using:Reference' -Path '$target' -RetryIntervalSec 0 $using:Extra -ErrorAction Stop | Out-Null; 'ok'"

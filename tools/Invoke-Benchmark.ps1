@@ -221,7 +221,7 @@ $decoder.CopyTo([IO.Stream]::Null, 1MB)
                 $results.Add((Invoke-Measured -Mode 'C native floor' -Kind $kind -FilePath 'bash' -Arguments @('-c', "set -o pipefail; curl -fsS '$($p.BlobUrl)' | $nativeDecoder > /dev/null")))
             }
             $last = $results | Select-Object -Last ($nativeDecoder ? 6 : 5)
-            Write-Host ("rep {0} {1}: " -f $rep, $kind) + (($last | ForEach-Object { '{0} {1:N2}s' -f $_.Mode, $_.Seconds }) -join ', ')
+            Write-Host (("rep {0} {1}: " -f $rep, $kind) + (($last | ForEach-Object { '{0} {1:N2}s' -f $_.Mode, $_.Seconds }) -join ', '))
         }
     }
 

@@ -16,6 +16,12 @@ internal sealed class RangeLedger
 
     private readonly object _gate = new();
     private readonly HashSet<long> _done = new();
+
+    // One connection writes in order: everything below _through is on the file even when no whole range is yet.
+    // Saved every MiB and on Save(), so a stalled or killed single-connection download resumes where it stopped.
+    private long _through;
+    private long _savedThrough;
+    private const long ThroughSaveStep = 1 << 20;
     private readonly string _path;
 
     private RangeLedger(string path, string digest, long size, long chunkSize)
@@ -60,6 +66,11 @@ internal sealed class RangeLedger
                 ledger._done.Add(index.GetInt64());
             }
 
+            if (root.TryGetProperty("through", out var through) && through.TryGetInt64(out long t) && t >= 0)
+            {
+                ledger._through = ledger._savedThrough = Math.Min(t, ledger.Size);
+            }
+
             return ledger;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
@@ -90,7 +101,7 @@ internal sealed class RangeLedger
                     i++;
                 }
 
-                return Math.Min(Size, i * ChunkSize);
+                return Math.Max(Math.Min(Size, i * ChunkSize), _through);
             }
         }
     }
@@ -136,7 +147,22 @@ internal sealed class RangeLedger
     }
 
     /// <summary>Everything below <paramref name="end"/> is on the file (written in order).</summary>
-    public void MarkThrough(long end) => MarkRange(0, end);
+    public void MarkThrough(long end)
+    {
+        lock (_gate)
+        {
+            if (end > _through)
+            {
+                _through = Math.Min(end, Size);
+                if (_through - _savedThrough >= ThroughSaveStep)
+                {
+                    SaveLocked();
+                }
+            }
+        }
+
+        MarkRange(0, end);
+    }
 
     /// <summary>Forgets ranges the file is too short to hold (a partial truncated behind the record's back).</summary>
     public void DropBeyond(long length)
@@ -144,6 +170,7 @@ internal sealed class RangeLedger
         lock (_gate)
         {
             _done.RemoveWhere(i => Math.Min(Size, (i + 1) * ChunkSize) > length);
+            _through = Math.Min(_through, length);
         }
     }
 
@@ -152,6 +179,7 @@ internal sealed class RangeLedger
         lock (_gate)
         {
             _done.Clear();
+            _through = 0;
             SaveLocked();
         }
     }
@@ -178,6 +206,7 @@ internal sealed class RangeLedger
             json.WriteString("digest", Digest);
             json.WriteNumber("size", Size);
             json.WriteNumber("chunkSize", ChunkSize);
+            json.WriteNumber("through", _through);
             json.WriteStartArray("done");
             foreach (long i in _done.Order())
             {
@@ -189,5 +218,6 @@ internal sealed class RangeLedger
         }
 
         File.Move(temp, _path, overwrite: true);
+        _savedThrough = _through;
     }
 }

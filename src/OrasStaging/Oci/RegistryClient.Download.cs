@@ -135,6 +135,8 @@ public sealed partial class RegistryClient
             finally
             {
                 await writer.DisposeAsync().ConfigureAwait(false);
+                // What was written in order is on record for the next run (a stall or a cut mid-MiB included).
+                ledger.Save();
             }
         }
 

@@ -133,7 +133,7 @@ public sealed partial class RegistryClient
             chosen = await FindContainerDiskAsync(reference, chosen, layers, options, ct).ConfigureAwait(false);
         }
 
-        if (chooseDigest is null && !options.ManifestsOnly)
+        if (chooseDigest is null && !options.ManifestsOnly && !options.DeferSidecar)
         {
             await CrossCheckSidecarAsync(reference, chosen.Layer, layers, ct).ConfigureAwait(false);
         }

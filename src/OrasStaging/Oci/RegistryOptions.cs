@@ -74,4 +74,12 @@ public sealed class ResolveOptions
     /// names (Get-StagedDiskImage -CheckRemote), where nothing is downloaded and the layer digest is what is compared.
     /// </summary>
     public bool ManifestsOnly { get; set; }
+
+    /// <summary>
+    /// No sidecar cross-check while resolving, because the caller runs it (RegistryClient.CrossCheckSidecarAsync)
+    /// only once bytes will be pulled: a tag run that skips by digest then costs manifest requests only. Unlike
+    /// <see cref="ManifestsOnly"/> the containerDisk layer search still runs, since it decides which layer (and so
+    /// which digest) the image is.
+    /// </summary>
+    public bool DeferSidecar { get; set; }
 }

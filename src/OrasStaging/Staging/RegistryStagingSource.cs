@@ -20,15 +20,20 @@ internal sealed class RegistryStagingSource : IStagingSource, IResumableStagingS
         _sink = new QuietableSink(sink);
         _client = new RegistryClient(options, _sink);
         _reference = reference;
-        // Manifest requests only while resolving: a run that skips by digest makes no blob request. The sidecar is
-        // cross-checked in OpenBlobAsync, once bytes will be pulled.
+        // No sidecar request while resolving: a nosi tag run that skips by digest makes manifest requests only. The
+        // sidecar is cross-checked in OpenBlobAsync, once bytes will be pulled. (A containerDisk's layer search still
+        // reads tar headers while resolving: it decides which layer, and so which digest, the image is.)
         _crossCheckSidecar = !resolveOptions.ManifestsOnly;
         _resolveOptions = new ResolveOptions
         {
             Platform = resolveOptions.Platform,
             LayerTitle = resolveOptions.LayerTitle,
             LayerMediaType = resolveOptions.LayerMediaType,
-            ManifestsOnly = true,
+            DiskType = resolveOptions.DiskType,
+            DiskName = resolveOptions.DiskName,
+            TargetFormat = resolveOptions.TargetFormat,
+            ManifestsOnly = resolveOptions.ManifestsOnly,
+            DeferSidecar = true,
         };
     }
 
