@@ -239,7 +239,7 @@ $decoder.CopyTo([IO.Stream]::Null, 1MB)
                             $stream.CopyTo([IO.Stream]::Null, 1MB)
                             $stream.Dispose()
                         }
-                        finally { $client.Dispose() }
+                        finally { if ($client -is [IDisposable]) { $client.Dispose() } }
                     }))
             $blobFile = $blobs[$kind]
             $results.Add((Invoke-MeasuredInSession -Mode 'E decode+write only' -Kind $kind -FinalImage $target -Action {
