@@ -82,4 +82,10 @@ public sealed class ResolveOptions
     /// which digest) the image is.
     /// </summary>
     public bool DeferSidecar { get; set; }
+
+    /// <summary>
+    /// A copy of every choice, for a caller that changes one of them: one place, so an option added later cannot be
+    /// lost by a copy that lists fields (a hand-written copy once dropped -DiskType and the containerDisk search).
+    /// </summary>
+    public ResolveOptions Copy() => (ResolveOptions)MemberwiseClone();
 }

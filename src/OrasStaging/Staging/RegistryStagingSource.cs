@@ -24,20 +24,14 @@ internal sealed class RegistryStagingSource : IStagingSource, IResumableStagingS
         // sidecar is cross-checked in OpenBlobAsync, once bytes will be pulled. (A containerDisk's layer search still
         // reads tar headers while resolving: it decides which layer, and so which digest, the image is.)
         _crossCheckSidecar = !resolveOptions.ManifestsOnly;
-        _resolveOptions = new ResolveOptions
-        {
-            Platform = resolveOptions.Platform,
-            LayerTitle = resolveOptions.LayerTitle,
-            LayerMediaType = resolveOptions.LayerMediaType,
-            DiskType = resolveOptions.DiskType,
-            DiskName = resolveOptions.DiskName,
-            TargetFormat = resolveOptions.TargetFormat,
-            ManifestsOnly = resolveOptions.ManifestsOnly,
-            DeferSidecar = true,
-        };
+        _resolveOptions = resolveOptions.Copy();
+        _resolveOptions.DeferSidecar = true;
     }
 
     private readonly bool _crossCheckSidecar;
+
+    /// <summary>The choices the resolve runs with (tests check that none of the caller's is lost).</summary>
+    internal ResolveOptions ResolveOptions => _resolveOptions;
 
     public async Task<ResolvedLayer> ResolveAsync(CancellationToken cancellationToken)
     {
