@@ -56,7 +56,7 @@ BeforeAll {
     $script:RefBigGz = "oras://$($Registry.proxy)/lab/flash:big-gz"
     $null = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'big-gz' -ImagePath $Big -Compression gzip -NoSizeAnnotation
     $script:RefBigRaw = "oras://$($Registry.proxy)/lab/flash:big-raw"
-    $null = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'big-raw' -ImagePath $Big -Compression none -NoSizeAnnotation
+    $script:PubBigRaw = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'big-raw' -ImagePath $Big -Compression none -NoSizeAnnotation
     $script:BigQcow2 = Join-Path $Work 'big.qcow2'
     & qemu-img convert -f raw -O qcow2 $Big $BigQcow2
     if ($LASTEXITCODE -ne 0) { throw 'qemu-img convert failed' }
@@ -65,6 +65,13 @@ BeforeAll {
     # Metadata that lies: the image decodes to far more than the 1 MiB the artifact declares.
     $script:RefLying = "oras://$($Registry.proxy)/lab/flash:lying"
     $null = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'lying' -ImagePath $Big -Compression gzip -DeclaredSize 1MB
+
+    # A fixed VHD in an artifact: its data is the raw image, its 512-byte footer must not reach the device.
+    $script:FixedVhd = Join-Path $Work 'source.vhd'
+    & qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on $Raw $FixedVhd
+    if ($LASTEXITCODE -ne 0) { throw 'qemu-img convert to a fixed VHD failed' }
+    $null = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'vhd' -ImagePath $FixedVhd -Compression gzip
+    $script:RefVhd = "oras://$($Registry.proxy)/lab/flash:vhd"
 
     # Formats that only qemu-img reads: refused onto a device.
     $script:Foreign = @{}
@@ -214,6 +221,7 @@ Describe 'Flashing an artifact onto a block device' -Skip:([bool]$NoLoop) {
         @{ Kind = 'gzip'; Ref = 'RefGz' }
         @{ Kind = 'zstd'; Ref = 'RefZst' }
         @{ Kind = 'qcow2 (zstd-compressed)'; Ref = 'RefQcow2' }
+        @{ Kind = 'fixed VHD (gzip-compressed)'; Ref = 'RefVhd' }
     ) {
         $reference = Get-Variable -Name $Ref -ValueOnly
         Use-LoopDevice (8MB) {
@@ -258,6 +266,22 @@ Describe 'Flashing an artifact onto a block device' -Skip:([bool]$NoLoop) {
             @($faults)[0].fired | Should -Be 2 -Because 'both cuts happened'
             @($stats.rangeHeaders).Count | Should -BeGreaterOrEqual 2 -Because 'each resume asks for the rest with Range'
             Assert-Flashed $device
+        }
+    }
+
+    It 'a digest mismatch found at the end is DigestMismatch, saying the device holds unverified data not to be booted' {
+        Use-LoopDevice (16MB) {
+            param($device)
+            Clear-ProxyFault -Registry $Registry
+            # Uncompressed: the flipped byte decodes, so the whole image reaches the device before the digest check.
+            $null = Set-ProxyFault -Registry $Registry -Kind Corrupt -Offset 5000 -Times 10 -PathContains $PubBigRaw.digest
+            try {
+                Install-DiskImageFromOras $RefBigRaw -Path $device -Force -RetryIntervalSec 0 -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+            }
+            finally { Clear-ProxyFault -Registry $Registry }
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'DigestMismatch,*'
+            "$($err[0])" | Should -BeLike "*$device now holds unverified data and must not be booted*"
+            (& stat -L -c '%F' $device) | Should -Be 'block special file'
         }
     }
 
