@@ -51,6 +51,43 @@ BeforeAll {
     & gzip -k -f $Raw
     if ($LASTEXITCODE -ne 0) { throw 'gzip failed' }
 
+    # Larger than one 4 MiB write buffer, for a 6 MiB device: a check that comes too late has written bytes.
+    $script:Big = (New-TestDiskImage -Path (Join-Path $Work 'big.img') -Size (9MB + 4608) -Seed 22).FullName
+    $script:RefBigGz = "oras://$($Registry.proxy)/lab/flash:big-gz"
+    $null = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'big-gz' -ImagePath $Big -Compression gzip -NoSizeAnnotation
+    $script:RefBigRaw = "oras://$($Registry.proxy)/lab/flash:big-raw"
+    $script:PubBigRaw = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'big-raw' -ImagePath $Big -Compression none -NoSizeAnnotation
+    $script:BigQcow2 = Join-Path $Work 'big.qcow2'
+    & qemu-img convert -f raw -O qcow2 $Big $BigQcow2
+    if ($LASTEXITCODE -ne 0) { throw 'qemu-img convert failed' }
+    $script:RefBigQcow2 = "oras://$($Registry.proxy)/lab/flash:big-qcow2"
+    $null = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'big-qcow2' -ImagePath $BigQcow2 -Compression zstd -NoSizeAnnotation
+    # Metadata that lies: the image decodes to far more than the 1 MiB the artifact declares.
+    $script:RefLying = "oras://$($Registry.proxy)/lab/flash:lying"
+    $null = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'lying' -ImagePath $Big -Compression gzip -DeclaredSize 1MB
+
+    # A fixed VHD in an artifact: its data is the raw image, its 512-byte footer must not reach the device.
+    $script:FixedVhd = Join-Path $Work 'source.vhd'
+    & qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on $Raw $FixedVhd
+    if ($LASTEXITCODE -ne 0) { throw 'qemu-img convert to a fixed VHD failed' }
+    $null = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'vhd' -ImagePath $FixedVhd -Compression gzip
+    $script:RefVhd = "oras://$($Registry.proxy)/lab/flash:vhd"
+
+    # Formats that only qemu-img reads: refused onto a device.
+    $script:Foreign = @{}
+    foreach ($f in @(
+            @{ Name = 'vmdk'; Args = @('-O', 'vmdk') }
+            @{ Name = 'vhdx'; Args = @('-O', 'vhdx') }
+            @{ Name = 'vdi'; Args = @('-O', 'vdi') }
+            @{ Name = 'vhd-dynamic'; Args = @('-O', 'vpc', '-o', 'subformat=dynamic') })) {
+        $out = Join-Path $Work "source.$($f.Name)"
+        & qemu-img convert -f raw @($f.Args) $Raw $out
+        if ($LASTEXITCODE -ne 0) { throw "qemu-img convert to $($f.Name) failed" }
+        $Foreign[$f.Name] = $out
+    }
+    $script:RefVmdk = "oras://$($Registry.proxy)/lab/flash:vmdk"
+    $null = Publish-TestImage -Registry $Registry -Repository 'lab/flash' -Tag 'vmdk' -ImagePath $Foreign['vmdk'] -Compression gzip
+
 
     # A loop device over a new file of $Size bytes of 0xFF; the body gets the device path; always detached.
     function script:Use-LoopDevice([long] $Size, [scriptblock] $Body) {
@@ -184,6 +221,7 @@ Describe 'Flashing an artifact onto a block device' -Skip:([bool]$NoLoop) {
         @{ Kind = 'gzip'; Ref = 'RefGz' }
         @{ Kind = 'zstd'; Ref = 'RefZst' }
         @{ Kind = 'qcow2 (zstd-compressed)'; Ref = 'RefQcow2' }
+        @{ Kind = 'fixed VHD (gzip-compressed)'; Ref = 'RefVhd' }
     ) {
         $reference = Get-Variable -Name $Ref -ValueOnly
         Use-LoopDevice (8MB) {
@@ -231,6 +269,22 @@ Describe 'Flashing an artifact onto a block device' -Skip:([bool]$NoLoop) {
         }
     }
 
+    It 'a digest mismatch found at the end is DigestMismatch, saying the device holds unverified data not to be booted' {
+        Use-LoopDevice (16MB) {
+            param($device)
+            Clear-ProxyFault -Registry $Registry
+            # Uncompressed: the flipped byte decodes, so the whole image reaches the device before the digest check.
+            $null = Set-ProxyFault -Registry $Registry -Kind Corrupt -Offset 5000 -Times 10 -PathContains $PubBigRaw.digest
+            try {
+                Install-DiskImageFromOras $RefBigRaw -Path $device -Force -RetryIntervalSec 0 -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+            }
+            finally { Clear-ProxyFault -Registry $Registry }
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'DigestMismatch,*'
+            "$($err[0])" | Should -BeLike "*$device now holds unverified data and must not be booted*"
+            (& stat -L -c '%F' $device) | Should -Be 'block special file'
+        }
+    }
+
     It 'Convert-DiskImage writes a local <Kind> onto a loop device as raw' -ForEach @(
         @{ Kind = 'gzip file'; Source = 'Gz' }
         @{ Kind = 'qcow2 file'; Source = 'Qcow2' }
@@ -275,29 +329,133 @@ Describe 'Refusals before anything is written onto a device' -Skip:([bool]$NoLoo
         }
     }
 
-    It 'an image declared larger than the device is refused (InsufficientSpace) with nothing written' {
+    It 'an image declared larger than the device is refused (InsufficientSpace) before the prompt, with nothing written' {
         Use-LoopDevice (2MB) {
             param($device)
             $before = Get-DevNames $device
-            Install-DiskImageFromOras $RefGz -Path $device -Force -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
-            $err[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientSpace,*'
-            "$($err[0])" | Should -BeLike '*larger than*'
-            Assert-Untouched $device $before
-            Convert-DiskImage $Raw -DestinationPath $device -Force -ErrorAction SilentlyContinue -ErrorVariable err2 | Should -BeNullOrEmpty
-            $err2[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientSpace,*'
+            # Non-interactive and without -Force: a refusal made before the prompt is not ConfirmationRequired.
+            $r = Invoke-Child "Import-Module '$ModulePath'; foreach (`$c in { Install-DiskImageFromOras '$RefGz' -Path '$device' -ErrorAction Stop }, { Convert-DiskImage '$Raw' -DestinationPath '$device' -ErrorAction Stop }, { Convert-DiskImage '$Qcow2' -DestinationPath '$device' -ErrorAction Stop }) { try { & `$c } catch { `$_.FullyQualifiedErrorId; `"`$_`" } }"
+            $lines = @($r.Out -split "`r?`n" | Where-Object { $_ })
+            $lines[0] | Should -BeLike 'InsufficientSpace,*' -Because 'the declared size (org.nosi.image.size) is compared before the prompt'
+            $lines[1] | Should -BeLike '*larger than*Nothing was written*'
+            $lines[2] | Should -BeLike 'InsufficientSpace,*' -Because "a local raw file's length is its size"
+            $lines[4] | Should -BeLike 'InsufficientSpace,*' -Because "a local qcow2's virtual size is in its header"
             Assert-Untouched $device $before
         }
     }
 
-    It 'an image whose size is learnt while writing stops at the end of the device and says it must not be booted' {
+    It 'an undeclared image too large for the device, still in the first buffer, is refused with nothing written' {
         Use-LoopDevice (2MB) {
             param($device)
             $before = Get-DevNames $device
             Install-DiskImageFromOras $RefNoSize -Path $device -Force -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
             $err[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientSpace,*'
-            "$($err[0])" | Should -BeLike '*must not be booted*'
+            "$($err[0])" | Should -BeLike "*larger than $device*Nothing was written to $device*"
+            Assert-Untouched $device $before
+        }
+    }
+
+    It 'an undeclared image that passes the end of the device stops there and says the device holds a partial image' {
+        Use-LoopDevice (6MB) {
+            param($device)
+            $before = Get-DevNames $device
+            Install-DiskImageFromOras $RefBigGz -Path $device -Force -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientSpace,*'
+            "$($err[0])" | Should -BeLike "*image is larger than $device*nothing past the end was written*$device now holds a partial image and must not be booted*"
             Get-DevNames $device | Should -Be $before
-            (Read-Device $device).Length | Should -Be 2MB -Because 'no write goes past the end of the device'
+            $bytes = Read-Device $device
+            $bytes.Length | Should -Be 6MB -Because 'no write goes past the end of the device'
+            Get-RangeHash $bytes 0 65536 | Should -Be (Get-RangeHash ([IO.File]::ReadAllBytes($Big)) 0 65536) -Because 'the start of the image was written: the message is about a real partial image'
+        }
+    }
+
+    It 'an undeclared <Kind> too large for the device is refused before the first byte' -ForEach @(
+        @{ Kind = 'uncompressed raw layer (its length is its size)'; Ref = 'RefBigRaw' }
+        @{ Kind = 'qcow2 in an artifact (its header gives the virtual size)'; Ref = 'RefBigQcow2' }
+    ) {
+        $reference = Get-Variable -Name $Ref -ValueOnly
+        Use-LoopDevice (6MB) {
+            param($device)
+            $before = Get-DevNames $device
+            Install-DiskImageFromOras $reference -Path $device -Force -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientSpace,*'
+            "$($err[0])" | Should -BeLike '*larger than*Nothing was written*'
+            Assert-Untouched $device $before
+        }
+    }
+
+    It 'a stream that decodes past the size its artifact declares is CorruptInput, with nothing written' {
+        Use-LoopDevice (16MB) {
+            param($device)
+            $before = Get-DevNames $device
+            Install-DiskImageFromOras $RefLying -Path $device -Force -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'CorruptInput,*'
+            "$($err[0])" | Should -BeLike '*more than*declares*Nothing was written*'
+            Assert-Untouched $device $before
+        }
+    }
+
+    It 'a local <Name> is refused before the prompt (UnsupportedFormat: convert it to raw first)' -ForEach @(
+        @{ Name = 'vmdk' }, @{ Name = 'vhdx' }, @{ Name = 'vdi' }, @{ Name = 'vhd-dynamic' }
+    ) {
+        $file = $Foreign[$Name]
+        Use-LoopDevice (8MB) {
+            param($device)
+            $before = Get-DevNames $device
+            $r = Invoke-Child "Import-Module '$ModulePath'; try { Convert-DiskImage '$file' -DestinationPath '$device' -ErrorAction Stop } catch { `$_.FullyQualifiedErrorId; `"`$_`"; `$_.ErrorDetails.RecommendedAction }"
+            $lines = @($r.Out -split "`r?`n" | Where-Object { $_ })
+            $lines[0] | Should -BeLike 'UnsupportedFormat,*' -Because $r.Err
+            $lines[1] | Should -BeLike "*not written onto a block device*Nothing was written to $device*"
+            $lines[2] | Should -BeLike '*Convert it to a raw file first*'
+            Assert-Untouched $device $before
+        }
+    }
+
+    It 'a VMDK in an artifact is refused (UnsupportedFormat: convert it to raw first), with nothing written' {
+        Use-LoopDevice (8MB) {
+            param($device)
+            $before = Get-DevNames $device
+            Install-DiskImageFromOras $RefVmdk -Path $device -Force -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'UnsupportedFormat,*'
+            "$($err[0])" | Should -BeLike "*Vmdk*Nothing was written to $device*"
+            $err[0].ErrorDetails.RecommendedAction | Should -BeLike '*Convert it to a raw file first*'
+            Assert-Untouched $device $before
+        }
+    }
+
+    It 'a caller without permission on the device gets DestinationNotWritable (root or the disk group) before the prompt, nothing written' {
+        if (-not (Get-Command setpriv -ErrorAction Ignore)) { Set-ItResult -Skipped -Because 'setpriv (util-linux) is needed to run a child as nobody'; return }
+        Use-LoopDevice (8MB) {
+            param($device)
+            $before = Get-DevNames $device
+            # The child runs as nobody with no groups. CAP_DAC_READ_SEARCH lets it read the module, pwsh and the
+            # test files wherever they are (root's home included); it grants no write, so the device stays closed to it.
+            $nobodyHome = Join-Path $Work ('nobody-' + [guid]::NewGuid().ToString('n').Substring(0, 8))
+            $null = New-Item -ItemType Directory $nobodyHome
+            & chmod 0777 $nobodyHome
+            $script = Join-Path $nobodyHome 'child.ps1'
+            Set-Content -LiteralPath $script -Value @"
+Import-Module '$ModulePath'
+foreach (`$c in { Install-DiskImageFromOras '$RefGz' -Path '$device' -ErrorAction Stop }, { Convert-DiskImage '$Gz' -DestinationPath '$device' -ErrorAction Stop }, { Convert-DiskImage '$Gz' -DestinationPath '$device' -Force -ErrorAction Stop }) {
+    try { & `$c; 'WROTE' } catch { `$_.FullyQualifiedErrorId; "`$_" }
+}
+"@
+            $pwsh = @([Environment]::ProcessPath)
+            if ((Split-Path ([Environment]::ProcessPath) -Leaf) -match '^dotnet') { $pwsh += [Environment]::GetCommandLineArgs()[0] }
+            $oldHome = $env:HOME
+            $env:HOME = $nobodyHome
+            try {
+                $out = & setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=+dac_read_search --ambient-caps=+dac_read_search `
+                    @pwsh -NoProfile -NonInteractive -File $script 2>&1
+            }
+            finally { $env:HOME = $oldHome }
+            $lines = @($out | ForEach-Object { "$_" } | Where-Object { $_ })
+            $lines[0] | Should -BeLike 'DestinationNotWritable,*' -Because "refused before the prompt, not ConfirmationRequired: $($lines -join ' | ')"
+            $lines[1] | Should -BeLike "*Permission denied*$device*root*'disk'*Nothing was written*"
+            $lines[2] | Should -BeLike 'DestinationNotWritable,*'
+            $lines[4] | Should -BeLike 'DestinationNotWritable,*' -Because '-Force skips the prompt, not the permission'
+            $lines | Should -Not -Contain 'WROTE'
+            Assert-Untouched $device $before
         }
     }
 

@@ -65,7 +65,7 @@ public sealed partial class ConvertDiskImageCommand
                 "Drop -GrowBy and -Size; grow the partitions on the disk after writing it.");
         }
 
-        long? known = DeviceFlash.KnownLength(input);
+        long? known = DeviceFlash.InspectInput(input, devicePath);
         var device = DeviceFlash.Prepare(devicePath, known);
         string description = $"Write '{input}'" + (known is { } k ? $" ({Units.Bytes(k)} image)" : string.Empty)
             + $" as raw onto {device.Summary}. Everything on the device up to the image's end is overwritten.";

@@ -17,12 +17,14 @@ internal static class DeviceFlash
 
     /// <summary>
     /// Describes the device and runs every refusal that can be told before anything is written or asked: in use
-    /// (mounted, LVM, MD, swap, the running root), read-only, and an image known to be larger than the device.
+    /// (mounted, LVM, MD, swap, the running root), read-only, no permission to write it, and an image known to be
+    /// larger than the device.
     /// </summary>
     public static BlockDevice Prepare(string path, long? knownImageLength)
     {
         var device = BlockDevice.Describe(path);
         DeviceSafety.ThrowIfInUse(device);
+        DeviceSafety.ThrowIfNoPermission(device);
         if (knownImageLength is { } length)
         {
             DeviceSafety.ThrowIfTooSmall(device, length);
@@ -46,15 +48,15 @@ internal static class DeviceFlash
         {
             result = await write(writer).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (writer.Position > 0)
+        catch (OperationCanceledException) when (writer.Touched)
         {
             // Ctrl+C stays a cancellation; the pipeline reports it. The disk is part written all the same.
             sink.Warning($"Stopped while writing {device.NodePath}: it now holds an incomplete image and must not be booted.");
             throw;
         }
-        catch (Exception ex) when (ex is OrasStagingException or IOException && writer.Position > 0)
+        catch (Exception ex) when (ex is OrasStagingException or IOException)
         {
-            throw Unbootable(device, ex);
+            throw Unbootable(device, ex, writer.Touched);
         }
 
         sink.Verbose($"Wrote {Units.Bytes(result.Length)} onto {device.NodePath} ({Units.Bytes(writer.ZeroedOut)} of it zeroed with BLKZEROOUT) and flushed it.");
@@ -69,10 +71,15 @@ internal static class DeviceFlash
         return result;
     }
 
-    /// <summary>Convert-DiskImage onto a device: the length of the image when the file tells it without decoding.</summary>
-    public static long? KnownLength(string inputPath)
+    /// <summary>
+    /// Convert-DiskImage onto a device, before the prompt: refuses an input that is not decoded natively
+    /// (<see cref="ThrowIfNotNative"/>), and returns the length of the image when the file tells it without
+    /// decoding (a raw or fixed VHD file's length, a qcow2's virtual size), so a too-small device is refused too.
+    /// </summary>
+    public static long? InspectInput(string inputPath, string devicePath)
     {
         var (kind, source, tar) = DiskImageConverter.Probe(inputPath);
+        ThrowIfNotNative(source, $"'{inputPath}'", devicePath);
         if (kind != CompressionKind.None || tar)
         {
             return null;
@@ -91,17 +98,12 @@ internal static class DeviceFlash
     /// <summary>
     /// A local image file onto the device, as raw: a plain qcow2 by random access (no spool), anything else the
     /// one-pass stream way (compressed, fixed VHD, a compressed qcow2, a containerDisk tar). VMDK, VHDX, VDI and
-    /// dynamic VHD need qemu-img, which writes files, not devices: convert to raw first.
+    /// dynamic VHD are refused (<see cref="ThrowIfNotNative"/>).
     /// </summary>
     public static Task<DeviceWriteResult> WriteFileAsync(string inputPath, DeviceWriter writer, bool hash, IOperationSink sink, CancellationToken ct)
     {
         var (kind, source, tar) = DiskImageConverter.Probe(inputPath);
-        if (source is not (SourceFormat.Raw or SourceFormat.Qcow2))
-        {
-            throw new OrasStagingException(ErrorCode.UnsupportedFormat,
-                $"'{inputPath}' is a {source} image, which is not decoded natively; nothing was written to {writer.Device.NodePath}.",
-                "Convert it to a raw file first (Convert-DiskImage <input> <file>.img), then write that file onto the device.");
-        }
+        ThrowIfNotNative(source, $"'{inputPath}'", writer.Device.NodePath);
 
         if (source == SourceFormat.Qcow2 && kind == CompressionKind.None && !tar)
         {
@@ -137,17 +139,53 @@ internal static class DeviceFlash
     }
 
     /// <summary>
+    /// Only raw goes onto a device, decoded natively from raw, fixed VHD or qcow2. VMDK, VHDX, VDI and dynamic VHD
+    /// are refused rather than bridged through qemu-img: qemu-img would write the device itself, outside the
+    /// exclusive open, the zero-writing guarantee, the resume and the read-back, and a failure half-way through
+    /// would leave the disk part written. Converting to a raw file first costs disk space, never the disk.
+    /// </summary>
+    internal static void ThrowIfNotNative(SourceFormat source, string what, string devicePath)
+    {
+        if (source is not (SourceFormat.Raw or SourceFormat.Qcow2))
+        {
+            throw new OrasStagingException(ErrorCode.UnsupportedFormat,
+                $"{what} is a {Describe(source)} image, which is not written onto a block device. Nothing was written to {devicePath}.",
+                NotNativeAction);
+        }
+    }
+
+    internal const string NotNativeAction =
+        "Convert it to a raw file first (Convert-DiskImage <input> -DestinationPath <file>.img, which uses qemu-img for VMDK, VHDX, VDI and dynamic VHD), then write that file onto the device.";
+
+    private static string Describe(SourceFormat source) => source switch
+    {
+        SourceFormat.VhdDynamic => "dynamic VHD",
+        _ => source.ToString().ToUpperInvariant(),
+    };
+
+    /// <summary>
     /// A failure after bytes reached the device: the disk holds part of an image (or all of it, unverified).
     /// The code is kept (DigestMismatch stays DigestMismatch); the message says what the disk now holds.
     /// </summary>
-    internal static OrasStagingException Unbootable(BlockDevice device, Exception ex)
+    internal static OrasStagingException Unbootable(BlockDevice device, Exception ex, bool touched)
     {
+        var code = ex is OrasStagingException o ? o.Code : ErrorCode.DestinationNotWritable;
+        if (!touched)
+        {
+            // Failed while the first buffer was still being gathered: the device was opened, never written.
+            if (ex is OrasStagingException { Message: var m } said && m.Contains("Nothing was written", StringComparison.Ordinal))
+            {
+                return said;
+            }
+
+            return new OrasStagingException(code, $"{ex.Message.TrimEnd()} Nothing was written to {device.NodePath}.",
+                (ex as OrasStagingException)?.RecommendedAction, ex);
+        }
+
         string what = ex is OrasStagingException { Code: ErrorCode.DigestMismatch }
             ? $"{device.NodePath} now holds unverified data and must not be booted."
-            : $"{device.NodePath} now holds an incomplete image and must not be booted.";
-        var code = ex is OrasStagingException o ? o.Code : ErrorCode.DestinationNotWritable;
-        string message = ex.Message.Replace("Nothing more was written.", string.Empty, StringComparison.Ordinal).TrimEnd();
-        return new OrasStagingException(code, $"{message} {what}",
+            : $"{device.NodePath} now holds a partial image and must not be booted.";
+        return new OrasStagingException(code, $"{ex.Message.TrimEnd()} {what}",
             "Write the image again (a new run starts from the beginning) before using the disk.", ex);
     }
 }

@@ -44,15 +44,39 @@ public static class DeviceSafety
         }
     }
 
+    /// <summary>Known before the first byte (declared size, qcow2 virtual size, a file's or a raw layer's length).</summary>
     internal static OrasStagingException TooSmall(BlockDevice device, long imageLength) =>
         new(ErrorCode.InsufficientSpace,
-            $"The image ({Units.Bytes(imageLength)}, {imageLength} bytes) is larger than {device.NodePath} ({Units.Bytes(device.Size)}, {device.Size} bytes). Nothing more was written.",
+            $"The image ({Units.Bytes(imageLength)}, {imageLength} bytes) is larger than {device.NodePath} ({Units.Bytes(device.Size)}, {device.Size} bytes). Nothing was written.",
             "Choose a larger device.");
+
+    /// <summary>
+    /// Learnt while writing (an image whose size nothing declared): the decoded stream goes on past the device's
+    /// end. Nothing past the end is attempted; <see cref="DeviceFlash.Unbootable"/> adds what the device now holds.
+    /// </summary>
+    internal static OrasStagingException Overrun(BlockDevice device) =>
+        new(ErrorCode.InsufficientSpace,
+            $"The image is larger than {device.NodePath} ({Units.Bytes(device.Size)}, {device.Size} bytes): its data goes on past the end of the device, and nothing past the end was written.",
+            "Choose a device at least as large as the image.");
+
+    /// <summary>
+    /// Linux and macOS: a caller who may not write the node is refused before the prompt and before anything is
+    /// downloaded (access(2), which opens nothing, so udev sees no write-close). Windows tells at the open.
+    /// </summary>
+    public static void ThrowIfNoPermission(BlockDevice device)
+    {
+        if ((OperatingSystem.IsLinux() || OperatingSystem.IsMacOS())
+            && LinuxNative.Access(device.NodePath, LinuxNative.WOk) != 0
+            && LinuxNative.LastError is LinuxNative.EAcces or LinuxNative.EPerm)
+        {
+            throw PermissionDenied(device.NodePath);
+        }
+    }
 
     /// <summary>Permission to open the device is root's, or the disk group's on most distributions.</summary>
     internal static OrasStagingException PermissionDenied(string nodePath) =>
         new(ErrorCode.DestinationNotWritable,
-            $"Permission denied opening {nodePath} for writing. Writing a disk needs root, or membership of the group that owns the device (usually 'disk').",
+            $"Permission denied opening {nodePath} for writing. Writing a disk needs root, or membership of the group that owns the device (usually 'disk'). Nothing was written.",
             OperatingSystem.IsWindows() ? "Run PowerShell as Administrator." : "Run as root (sudo pwsh), or add your user to the 'disk' group and log in again.");
 
     internal static OrasStagingException Busy(string nodePath) =>

@@ -67,6 +67,12 @@ public sealed class DeviceWriter : IDisposable
     /// <summary>True while writes bypass the page cache.</summary>
     public bool DirectIo => _io.Direct;
 
+    /// <summary>
+    /// True once a write or a zero-out was sent to the device: from then on a failure leaves a partial image there.
+    /// Bytes only gathered in the buffer (<see cref="Position"/>) have not reached it.
+    /// </summary>
+    public bool Touched { get; private set; }
+
     /// <summary>Bytes zeroed through BLKZEROOUT rather than written (diagnostics, tests).</summary>
     public long ZeroedOut { get; private set; }
 
@@ -133,7 +139,7 @@ public sealed class DeviceWriter : IDisposable
     {
         if (Position + data.Length > Device.Size)
         {
-            throw DeviceSafety.TooSmall(Device, Position + data.Length);
+            throw DeviceSafety.Overrun(Device);
         }
 
         if (!_headLoaded && data.Length > 0)
@@ -185,7 +191,7 @@ public sealed class DeviceWriter : IDisposable
         {
             if (end > Device.Size)
             {
-                throw DeviceSafety.TooSmall(Device, end);
+                throw DeviceSafety.Overrun(Device);
             }
 
             var zeros = new byte[ScanUnit];
@@ -264,6 +270,7 @@ public sealed class DeviceWriter : IDisposable
             length = tail + _block;
         }
 
+        Touched = true;
         WriteRuns(length);
         long end = _bufferStart + _filled;
         _io.StartWriteback(_bufferStart, length);

@@ -57,6 +57,12 @@ internal static class LinuxNative
     [DllImport("libc", EntryPoint = "close", SetLastError = true)]
     public static extern int Close(int fd);
 
+    public const int WOk = 2;
+
+    /// <summary>access(2): whether the caller may open <paramref name="path"/> as <paramref name="mode"/> asks (W_OK), without opening it.</summary>
+    [DllImport("libc", EntryPoint = "access", SetLastError = true)]
+    public static extern int Access([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int mode);
+
     [DllImport("libc", EntryPoint = "pwrite", SetLastError = true)]
     public static extern nint PWrite(int fd, ref byte buffer, nint count, long offset);
 

@@ -56,42 +56,33 @@ internal sealed class DeviceInstallFlow
         bool fromCache = cache is not null && cache.Contains(layer.Digest);
         var result = await DeviceFlash.RunAsync(device, layer.DeclaredImageSize, verify, async writer =>
         {
-            var target = new DeviceStagingWriter(writer, verify);
+            var target = new DeviceStagingWriter(writer, verify, layer.MemberPath);
             await new OnePassWrite(_source, target, _sink)
                 .WriteAsync(layer, cache, fromCache, device.NodePath, cancellationToken).ConfigureAwait(false);
             return target.Result!;
         }, _sink, cancellationToken).ConfigureAwait(false);
 
-        return new StagedImage
-        {
-            Name = request.Name,
-            Reference = request.Reference,
-            Path = request.Path,
-            Format = DiskImageFormat.Raw.Name(),
-            Digest = layer.Digest,
-            ManifestDigest = layer.ManifestDigest,
-            Skipped = false,
-            VirtualSize = result.Length,
-            FileSize = result.Length,
-            Duration = clock.Elapsed,
-        };
+        return StagedImage.Staged(request, layer, DiskImageFormat.Raw, result.Length, result.Length, clock.Elapsed);
     }
 
     /// <summary>The staging writer shape over an open device: OnePassWrite's output path is the device node.</summary>
-    private sealed class DeviceStagingWriter(DeviceWriter writer, bool hash) : IStagingWriter
+    private sealed class DeviceStagingWriter(DeviceWriter writer, bool hash, string? tarMember) : IStagingWriter
     {
         public DeviceWriteResult? Result { get; private set; }
 
         public DiskImageFormat Format => DiskImageFormat.Raw;
 
-        /// <summary>Set by OnePassWrite; on a device the device's own size is the bound DeviceImageWriter enforces.</summary>
+        /// <summary>
+        /// Set by OnePassWrite from the artifact's declared image size: the plan refused a device smaller than it,
+        /// and a stream that decodes past it is CorruptInput at once (the device's own end bounds an undeclared one).
+        /// </summary>
         public long? DeclaredDecodedBytes { get; set; }
 
         public async Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
             CancellationToken cancellationToken)
         {
-            Result = await DeviceImageWriter.WriteStreamAsync(input, inputLength, writer, hash, Path.GetTempPath(), sink, cancellationToken)
-                .ConfigureAwait(false);
+            Result = await DeviceImageWriter.WriteStreamAsync(input, inputLength, writer, hash, Path.GetTempPath(), sink, cancellationToken,
+                DeclaredDecodedBytes, tarMember).ConfigureAwait(false);
             return new WrittenImage(DiskImageFormat.Raw, Result.Length, Result.Length, Result.InputBytes);
         }
     }

@@ -113,19 +113,7 @@ internal sealed class InstallFlow
             }, written);
             _sink.Verbose($"Staged '{request.Path}' ({written.Format.Name()}, {Units.Bytes(written.VirtualSize)} virtual, "
                 + $"{Units.Bytes(written.FileSize)} on disk) from {Units.ShortDigest(layer.Digest)}.");
-            return new StagedImage
-            {
-                Name = request.Name,
-                Reference = request.Reference,
-                Path = request.Path,
-                Format = written.Format.Name(),
-                Digest = layer.Digest,
-                ManifestDigest = layer.ManifestDigest,
-                Skipped = false,
-                VirtualSize = written.VirtualSize,
-                FileSize = new FileInfo(request.Path).Length,
-                Duration = clock.Elapsed,
-            };
+            return StagedImage.Staged(request, layer, written.Format, written.VirtualSize, new FileInfo(request.Path).Length, clock.Elapsed);
         }
         catch (Exception ex) when (DiskSpace.IsDiskFull(ex))
         {

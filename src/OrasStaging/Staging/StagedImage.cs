@@ -31,5 +31,21 @@ public sealed class StagedImage
 
     public TimeSpan Duration { get; init; }
 
+    /// <summary>The result of a write (not a skip), to a file or onto a device: the one place both flows build it.</summary>
+    internal static StagedImage Staged(Staging.InstallRequest request, Staging.ResolvedLayer layer, DiskImages.DiskImageFormat format,
+        long virtualSize, long? fileSize, TimeSpan duration) => new()
+    {
+        Name = request.Name,
+        Reference = request.Reference,
+        Path = request.Path,
+        Format = DiskImages.DiskImageFormats.Name(format),
+        Digest = layer.Digest,
+        ManifestDigest = layer.ManifestDigest,
+        Skipped = false,
+        VirtualSize = virtualSize,
+        FileSize = fileSize,
+        Duration = duration,
+    };
+
     public override string ToString() => Path;
 }

@@ -85,6 +85,36 @@ public sealed class DeviceSafetyTests
     }
 
     [LoopDeviceFact]
+    public void OverrunSaysWhatTheDeviceHoldsOnlyOnceBytesReachedIt()
+    {
+        using var loop = LoopDevice.Create(4L << 20);
+        var device = BlockDevice.Describe(loop.Node);
+        using var writer = DeviceWriter.Open(device, null, new DeviceWriterOptions { BufferSize = 1 << 20 });
+        var data = new byte[768 << 10];
+        Array.Fill(data, (byte)0x22);
+
+        writer.Append(data, data.Length);
+        Assert.False(writer.Touched); // still in the 1 MiB buffer
+        var early = DeviceFlash.Unbootable(device, DeviceSafety.Overrun(device), writer.Touched);
+        Assert.Equal(ErrorCode.InsufficientSpace, early.Code);
+        Assert.Contains("Nothing was written to " + loop.Node, early.Message);
+        Assert.DoesNotContain("must not be booted", early.Message);
+
+        for (int i = 0; i < 4; i++)
+        {
+            writer.Append(data, data.Length);
+        }
+
+        Assert.True(writer.Touched);
+        var overrun = Assert.Throws<OrasStagingException>(() => writer.Append(data, data.Length));
+        Assert.Contains("image is larger than " + loop.Node, overrun.Message);
+        Assert.Contains("nothing past the end was written", overrun.Message);
+        var late = DeviceFlash.Unbootable(device, overrun, writer.Touched);
+        Assert.Equal(ErrorCode.InsufficientSpace, late.Code);
+        Assert.Contains(loop.Node + " now holds a partial image and must not be booted", late.Message);
+    }
+
+    [LoopDeviceFact]
     public void ReadOnlyDeviceIsRefused()
     {
         using var loop = LoopDevice.Create(4L << 20, readOnly: true);
