@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using OrasStaging.Compression;
 
 namespace OrasStaging.DiskImages.Qcow2;
 
@@ -18,7 +19,13 @@ internal sealed class Qcow2Reader : IDisposable
     private readonly ConcurrentBag<Qcow2Decompressor> _decompressors = new();
     private readonly List<Qcow2Segment> _compressed = new();
 
-    public Qcow2Reader(Qcow2Image image) => _image = image;
+    private readonly DecoderChoice _decoder;
+
+    public Qcow2Reader(Qcow2Image image, DecoderChoice decoder = DecoderChoice.Default)
+    {
+        _image = image;
+        _decoder = decoder;
+    }
 
     public long Length => _image.VirtualSize;
 
@@ -164,7 +171,7 @@ internal sealed class Qcow2Reader : IDisposable
         {
             Parallel.For(0, work.Count, options, Take, (i, _, d) =>
             {
-                InflateOne(work[i], offset, buffer.Span, d);
+                InflateOne(work[i], offset, buffer, d);
                 return d;
             }, _decompressors.Add);
         }
@@ -176,9 +183,9 @@ internal sealed class Qcow2Reader : IDisposable
         }
     }
 
-    private Qcow2Decompressor Take() => _decompressors.TryTake(out var d) ? d : new Qcow2Decompressor(_image.Header.Compression);
+    private Qcow2Decompressor Take() => _decompressors.TryTake(out var d) ? d : new Qcow2Decompressor(_image.Header.Compression, _decoder);
 
-    private void InflateOne(Qcow2Segment s, long offset, Span<byte> buffer, Qcow2Decompressor d)
+    private void InflateOne(Qcow2Segment s, long offset, Memory<byte> buffer, Qcow2Decompressor d)
     {
         int cs = _image.ClusterSize;
         long available = _image.FileLength - s.HostOffset;
@@ -197,8 +204,8 @@ internal sealed class Qcow2Reader : IDisposable
             }
 
             cluster = ArrayPool<byte>.Shared.Rent(cs);
-            d.Decompress(source, clen, cluster.AsSpan(0, cs));
-            cluster.AsSpan((int)(from - s.GuestOffset), (int)(to - from)).CopyTo(buffer[(int)(from - offset)..]);
+            d.Decompress(source, clen, cluster.AsMemory(0, cs));
+            cluster.AsSpan((int)(from - s.GuestOffset), (int)(to - from)).CopyTo(buffer.Span[(int)(from - offset)..]);
         }
         finally
         {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using OrasStaging.Compression;
 
 namespace OrasStaging.DiskImages.Qcow2;
 
@@ -43,9 +44,13 @@ internal sealed class Qcow2StreamDecoder : IDisposable
     private long _tailStart = -1;
     private long _tailEnd;
 
-    public Qcow2StreamDecoder(Qcow2Header header, IImageTarget target, string spoolBeside, Action<string> onSpool)
+    private readonly DecoderChoice _decoder;
+
+    public Qcow2StreamDecoder(Qcow2Header header, IImageTarget target, string spoolBeside, Action<string> onSpool,
+        DecoderChoice decoder = DecoderChoice.Default)
     {
         _h = header;
+        _decoder = decoder;
         _target = target;
         int cs = header.ClusterSize;
         int block = Math.Max(cs, 64 << 10);
@@ -418,13 +423,13 @@ internal sealed class Qcow2StreamDecoder : IDisposable
         {
             var options = new ParallelOptions { MaxDegreeOfParallelism = _jobs.Count > 1 ? Environment.ProcessorCount : 1 };
             Parallel.For(0, _jobs.Count, options,
-                () => _decompressors.TryTake(out var d) ? d : new Qcow2Decompressor(_h.Compression),
+                () => _decompressors.TryTake(out var d) ? d : new Qcow2Decompressor(_h.Compression, _decoder),
                 (i, _, d) =>
                 {
                     var job = _jobs[i];
                     if (job.Length == cs)
                     {
-                        d.Decompress(job.Source, job.SourceLength, _out.AsSpan(job.At, cs));
+                        d.Decompress(job.Source, job.SourceLength, _out.AsMemory(job.At, cs));
                         return d;
                     }
 
@@ -432,7 +437,7 @@ internal sealed class Qcow2StreamDecoder : IDisposable
                     var cluster = ArrayPool<byte>.Shared.Rent(cs);
                     try
                     {
-                        d.Decompress(job.Source, job.SourceLength, cluster.AsSpan(0, cs));
+                        d.Decompress(job.Source, job.SourceLength, cluster.AsMemory(0, cs));
                         cluster.AsSpan(0, job.Length).CopyTo(_out.AsSpan(job.At));
                     }
                     finally
