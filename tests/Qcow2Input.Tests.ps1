@@ -165,6 +165,61 @@ Describe 'qcow2 inputs without qemu-img' {
         @(Get-ChildItem $folder -Force | ForEach-Object Name) | Should -Be @('new.qcow2')
     }
 
+    It 'Install-DiskImageFromOras -Reencode: a registry qcow2 (<Tag>) written anew through the reader, not byte-copied' -ForEach @(
+        @{ Tag = 'plain' }, @{ Tag = 'zst' }
+    ) {
+        $folder = New-Folder
+        $target = Join-Path $folder 'new.qcow2'
+        $out = Install-DiskImageFromOras "${Repo}:$Tag" -Path $target -Reencode -GrowBy 8GB -Verbose 4>&1
+        $r = $out | Where-Object { $_ -isnot [Management.Automation.VerboseRecord] }
+        $verbose = ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n"
+        $r.Format | Should -Be 'qcow2'
+        $verbose | Should -Match 'Decoded the qcow2 stream directly to qcow2'
+        $verbose | Should -Not -Match 'Grew the qcow2 in place'
+        Assert-Same $target qcow2 (6MB + 1536 + 8GB) (Get-Grown (6MB + 1536 + 8GB))
+        # Re-encoded: the zlib clusters were inflated, so the file is neither the input's bytes nor its size.
+        (Get-Item $target).Length | Should -BeGreaterThan ((Get-Item $Qcow2).Length)
+        $info = & $QemuImg info --output=json -f qcow2 $target | ConvertFrom-Json
+        $info.'format-specific'.data.'compression-type' | Should -Be 'zlib'
+        @(Get-ChildItem $folder -Force -Filter '.*').Count | Should -Be 0
+    }
+
+    It 'Install and Expand: a qcow2 whose data precedes its tables is spooled once beside the target, said in Verbose, and reads right' {
+        $folder = New-Folder
+        # After an internal snapshot, a write copies the first L2 table and cluster to the end of the file.
+        # Large enough that what precedes the table passes the 16 MiB held in memory.
+        $big = (New-TestDiskImage -Path (Join-Path $folder 'big.img') -Size 48MB -Seed 22 -Shape Realistic -DataFraction 0.8).FullName
+        $rewritten = Join-Path $folder 'rewritten.qcow2'
+        & $QemuImg convert -f raw -O qcow2 $big $rewritten
+        & $QemuImg snapshot -c s $rewritten
+        & (Join-Path (Split-Path $QemuImg) 'qemu-io') -c 'write -P 0x99 0 4k' $rewritten | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        $expected = Join-Path $folder 'expected.raw'
+        & $QemuImg convert -f qcow2 -O raw $rewritten $expected
+        & $Zstd -q -f $rewritten -o "$rewritten.zst"
+        # The publisher needs the tools PATH no longer has; the install below runs without them.
+        $withoutQemu = $env:PATH
+        $env:PATH = $SavedPath
+        try { $null = Publish-TestImage -Registry $Registry -Repository 'lab/rewritten' -Tag 'zst' -ImagePath "$rewritten.zst" }
+        finally { $env:PATH = $withoutQemu }
+
+        $installFolder = New-Folder
+        $target = Join-Path $installFolder 'disk.img'
+        $out = Install-DiskImageFromOras "oras://$($Registry.registry)/lab/rewritten:zst" -Path $target -Format raw -Verbose 4>&1
+        $verbose = ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n"
+        @([regex]::Matches($verbose, 'spooling that part once')).Count | Should -Be 1
+        $verbose | Should -Match ([regex]::Escape($installFolder))
+        Assert-Same $target raw 48MB $expected
+        @(Get-ChildItem $installFolder -Force -Filter '.*').Count | Should -Be 0
+
+        $expandFolder = New-Folder
+        $out = Expand-DiskImage "$rewritten.zst" (Join-Path $expandFolder 'disk.raw') -Verbose 4>&1
+        $verbose = ($out | Where-Object { $_ -is [Management.Automation.VerboseRecord] }).Message -join "`n"
+        @([regex]::Matches($verbose, 'spooling that part once')).Count | Should -Be 1
+        Assert-Same (Join-Path $expandFolder 'disk.raw') raw 48MB $expected
+        @(Get-ChildItem $expandFolder -Force | ForEach-Object Name) | Should -Be @('disk.raw')
+    }
+
     It 'a damaged qcow2 is CorruptInput and leaves nothing behind: <Case>' -ForEach @(
         @{ Case = 'L1 table past the end'; Offset = 40; Value = [byte[]](0, 0, 1, 0, 0, 0, 0, 0); Compress = $false; Format = 'img' }
         @{ Case = 'L1 table past the end, streamed'; Offset = 40; Value = [byte[]](0, 0, 1, 0, 0, 0, 0, 0); Compress = $true; Format = 'img' }

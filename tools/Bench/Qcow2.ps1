@@ -18,7 +18,9 @@
       +8G   qemu-img  qemu-img convert -O qcow2, then qemu-img resize +8G
 
     It prints the median of each and the ratios the issue sets as targets: ours/qemu-img <= 0.7 for the
-    conversion to raw, growth in place <= 0.05 x a full conversion.
+    conversion to raw, growth in place <= 0.05 x a full conversion. Then, in one warm pwsh (a warm-up of each
+    first), growth in place, -Reencode and to raw alternate Repetitions times, timing the cmdlet alone with its
+    wall and CPU seconds: a sub-second growth measured per process is mostly pwsh start-up and first-call JIT.
 #>
 [CmdletBinding()]
 param(
@@ -168,3 +170,35 @@ Write-Host ("qcow2 -> raw: ours/qemu-img {0:N2} from a file, {1:N2} from a .qcow
 Write-Host ("qcow2 +8 GiB: growth in place / qemu-img convert+resize {0:N3}, / our full rewrite {1:N3} (target <= 0.05); our rewrite / qemu-img {2:N2}" -f
     ((Get-Seconds '+8G ours in place') / (Get-Seconds '+8G qemu-img')), ((Get-Seconds '+8G ours in place') / (Get-Seconds '+8G ours -Reencode')),
     ((Get-Seconds '+8G ours -Reencode') / (Get-Seconds '+8G qemu-img')))
+
+# Warm session: both ours in one pwsh, after a warm-up of each, timing the cmdlet alone (no process start, no JIT
+# of the first call). A sub-second growth is otherwise mostly start-up; this is the comparison the issue's 0.05 means.
+# CPU is the process's user+sys over the cmdlet, which shows what the wall time hides on a loaded machine.
+$warmScript = @"
+Import-Module '$ModulePath'
+`$p = [Diagnostics.Process]::GetCurrentProcess()
+function Time([scriptblock] `$run) {
+    Get-ChildItem '$RunPath' -Force | Remove-Item -Recurse -Force
+    `$p.Refresh(); `$cpu = `$p.TotalProcessorTime; `$clock = [Diagnostics.Stopwatch]::StartNew()
+    `$null = & `$run
+    `$wall = `$clock.Elapsed.TotalSeconds; `$p.Refresh()
+    '{0} {1}' -f `$wall.ToString([cultureinfo]::InvariantCulture), (`$p.TotalProcessorTime - `$cpu).TotalSeconds.ToString([cultureinfo]::InvariantCulture)
+}
+`$grow = { Convert-DiskImage '$qcow2' '$outQcow2' -GrowBy 8GB -ErrorAction Stop }
+`$full = { Convert-DiskImage '$qcow2' '$outQcow2' -GrowBy 8GB -Reencode -ErrorAction Stop }
+`$raw = { Convert-DiskImage '$qcow2' '$outRaw' -ErrorAction Stop }
+`$null = Time `$grow; `$null = Time `$full; `$null = Time `$raw
+for (`$i = 0; `$i -lt $Repetitions; `$i++) { 'grow ' + (Time `$grow); 'full ' + (Time `$full); 'raw ' + (Time `$raw) }
+"@
+$warm = & $PwshPath @($PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $warmScript))
+if ($LASTEXITCODE -ne 0) { throw "The warm-session run failed: $warm" }
+Get-ChildItem $RunPath -Force | Remove-Item -Recurse -Force
+$warmRows = foreach ($line in $warm) {
+    $f = "$line" -split ' '
+    [pscustomobject]@{ Mode = $f[0]; Wall = [double]::Parse($f[1], [cultureinfo]::InvariantCulture); Cpu = [double]::Parse($f[2], [cultureinfo]::InvariantCulture) }
+}
+function Get-WarmMedian($Mode, $Field) { Get-Median (@($warmRows | Where-Object Mode -eq $Mode).$Field) }
+Write-Host ("warm session (one pwsh, cmdlet only, medians of {0}): growth in place {1:N2}s wall / {2:N2}s CPU, -Reencode full conversion {3:N2}s / {4:N2}s, to raw {5:N2}s / {6:N2}s" -f
+    $Repetitions, (Get-WarmMedian grow Wall), (Get-WarmMedian grow Cpu), (Get-WarmMedian full Wall), (Get-WarmMedian full Cpu), (Get-WarmMedian raw Wall), (Get-WarmMedian raw Cpu))
+Write-Host ("warm session: growth in place / full conversion {0:N3} wall, {1:N3} CPU (target <= 0.05; on a file system without reflinks the copy and its one fsync of the input's bytes remain)" -f
+    ((Get-WarmMedian grow Wall) / (Get-WarmMedian full Wall)), ((Get-WarmMedian grow Cpu) / (Get-WarmMedian full Cpu)))

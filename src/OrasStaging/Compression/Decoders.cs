@@ -89,6 +89,25 @@ internal static class Decoders
         };
     }
 
+    /// <summary>
+    /// ISA-L's inflate for the raw-deflate clusters of a qcow2, or null for the runtime's DeflateStream. Unlike a gzip
+    /// stream, a cluster is small: what counts is the per-call set-up, which a reused ISA-L state does not pay and a
+    /// DeflateStream per cluster does, so the native one is the default wherever it loads. Same switch as streams.
+    /// </summary>
+    public static IsalInflate? ClusterInflater(DecoderChoice choice) =>
+        UseNativeForClusters(CompressionKind.Gzip, choice) ? Isal.Value.Api : null;
+
+    /// <summary>libzstd for the zstd clusters of a qcow2, or null for ZstdSharp; the rule of <see cref="ClusterInflater"/>.</summary>
+    public static LibZstd? ClusterZstd(DecoderChoice choice) =>
+        UseNativeForClusters(CompressionKind.Zstd, choice) ? Zstd.Value.Api : null;
+
+    private static bool UseNativeForClusters(CompressionKind kind, DecoderChoice choice) => choice switch
+    {
+        DecoderChoice.Managed => false,
+        DecoderChoice.Native => HasNative(kind) ? true : throw new InvalidOperationException($"No native {kind} decoder: {Describe(kind)}"),
+        _ => !Forced("managed") && HasNative(kind),
+    };
+
     private static bool Forced(string value) =>
         string.Equals(Environment.GetEnvironmentVariable(Switch), value, StringComparison.OrdinalIgnoreCase);
 

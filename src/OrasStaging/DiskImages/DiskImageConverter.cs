@@ -128,6 +128,8 @@ public static class DiskImageConverter
             }
 
             Qcow2Input.TargetSize(image.VirtualSize, options, image.Header);
+            sink.Verbose("The input is qcow2 and so is the target: copying it as is" + (options.GrowBy != 0 || options.Size is not null ? ", then growing it in place." : "."));
+            return await Task.Run(() => Qcow2Input.CopyAndGrow(image, inputPath, outputPath, options, sink), ct).ConfigureAwait(false);
         }
 
         sink.Verbose(Qcow2Input.KeepsInput(options)

@@ -67,7 +67,50 @@ internal static class Qcow2Input
         }
     }
 
-    /// <summary>Grows the copy at <paramref name="path"/> in place when the options ask for a larger virtual size.</summary>
+    /// <summary>
+    /// A checked local qcow2 kept as qcow2: copied into the uncommitted <paramref name="outputPath"/> by the file
+    /// system (File.Copy: a reflink where the file system has them, else copy_file_range, so no byte passes through
+    /// this process), grown in place, then flushed once. The grow re-checks the copy's mapping.
+    /// </summary>
+    public static DiskWriteResult CopyAndGrow(Qcow2Image input, string inputPath, string outputPath, DiskWriteOptions options, IOperationSink sink)
+    {
+        try
+        {
+            File.Copy(inputPath, outputPath, overwrite: false);
+            MakeWritable(outputPath);
+            long grown = GrowInPlace(outputPath, input.VirtualSize, options, sink);
+            using (var file = new FileStream(outputPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None, bufferSize: 0))
+            {
+                file.Flush(flushToDisk: true);
+            }
+
+            long length = new FileInfo(outputPath).Length;
+            sink.Verbose($"Copied the qcow2 ({Units.Bytes(input.FileLength)}) as is: virtual size {Units.Bytes(grown)}, file {Units.Bytes(length)}.");
+            return new DiskWriteResult(DiskImageFormat.Qcow2, grown, length, Compression.CompressionKind.None, input.FileLength, input.FileLength);
+        }
+        catch (IOException io) when (DiskSpace.IsDiskFull(io))
+        {
+            throw DiskSpace.Full(outputPath, io);
+        }
+    }
+
+    /// <summary>File.Copy keeps the source's mode or attributes; a read-only source must not make a read-only target.</summary>
+    private static void MakeWritable(string path)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            File.SetAttributes(path, File.GetAttributes(path) & ~FileAttributes.ReadOnly);
+        }
+        else
+        {
+            File.SetUnixFileMode(path, File.GetUnixFileMode(path) | UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+    }
+
+    /// <summary>
+    /// Grows the copy at <paramref name="path"/> in place when the options ask for a larger virtual size. The copy
+    /// is an uncommitted partial the caller flushes once, so the grow's steps are not flushed one by one.
+    /// </summary>
     public static long GrowInPlace(string path, long inputSize, DiskWriteOptions options, IOperationSink sink)
     {
         long size = TargetSize(inputSize, options);
@@ -76,7 +119,7 @@ internal static class Qcow2Input
             return size;
         }
 
-        var grown = Qcow2Grow.Grow(path, size);
+        var grown = Qcow2Grow.Grow(path, size, flushSteps: false);
         sink.Verbose($"Grew the qcow2 in place from {Units.Bytes(grown.OldVirtualSize)} to {Units.Bytes(grown.NewVirtualSize)}{(grown.L1Moved ? " (L1 table moved)" : string.Empty)}.");
         return grown.NewVirtualSize;
     }
@@ -165,14 +208,18 @@ internal sealed class Qcow2InputTarget : IImageTarget
             return result;
         }
 
-        _file!.Flush(flushToDisk: true);
-        _file.Dispose();
+        _file!.Dispose();
         using (Qcow2Image.Open(_outputPath))
         {
             // The whole mapping is checked before the copy is grown or handed back.
         }
 
         long grown = Qcow2Input.GrowInPlace(_outputPath, _header.VirtualSize, _options, _sink);
+        using (var file = new FileStream(_outputPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None, bufferSize: 0))
+        {
+            file.Flush(flushToDisk: true); // once, for the copy and the growth together
+        }
+
         return (grown, new FileInfo(_outputPath).Length);
     }
 

@@ -21,11 +21,13 @@ internal sealed class Qcow2Writer : IImageTarget
     private long _guestCluster;
     private long _dataClusters;
     private byte[]? _padded;
+    private readonly EarlyWriteback _writeback;
 
     public Qcow2Writer(FileStream file)
     {
         _file = file;
         _handle = file.SafeFileHandle;
+        _writeback = new EarlyWriteback(_handle);
         // Cluster 0 stays zero until the very end: an interrupted write leaves no valid header.
         RandomAccess.Write(_handle, new byte[Cs], 0);
     }
@@ -73,6 +75,7 @@ internal sealed class Qcow2Writer : IImageTarget
         if (_segments.Count > 0)
         {
             RandomAccess.Write(_handle, _segments, writeAt);
+            _writeback.Written((1 + _dataClusters) * Cs);
         }
     }
 

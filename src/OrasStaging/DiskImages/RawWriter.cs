@@ -15,6 +15,7 @@ internal sealed class RawWriter : IImageTarget
     private readonly FileStream _file;
     private readonly SafeFileHandle _handle;
     private readonly bool _vhdFooter;
+    private readonly EarlyWriteback _writeback;
     private long _position;
 
     public RawWriter(FileStream file, bool vhdFooter)
@@ -23,6 +24,7 @@ internal sealed class RawWriter : IImageTarget
         _handle = file.SafeFileHandle;
         _vhdFooter = vhdFooter;
         SparseFile.MarkSparse(_handle);
+        _writeback = new EarlyWriteback(_handle);
     }
 
     public void Append(byte[] buffer, int count)
@@ -49,6 +51,7 @@ internal sealed class RawWriter : IImageTarget
         }
 
         _position += count;
+        _writeback.Written(_position);
     }
 
     public (long VirtualSize, long FileSize) Finish(long decodedLength, long virtualSize)

@@ -84,6 +84,36 @@ public class Qcow2InputTests
     }
 
     [Fact]
+    public async Task ALocalQcow2IsCopiedByTheFileSystemAndTheCopyIsWritableEvenFromAReadOnlyInput()
+    {
+        using var dir = new TempDir();
+        string input = Make(dir, "zlib", ["-c"], compressed: false, out string raw);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(input, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        }
+
+        // Kept as is: the same bytes, a user-writable file.
+        var sink = new ListSink();
+        var same = await DiskImageConverter.ConvertFileAsync(input, dir.File("same.qcow2"), Options(dir, DiskImageFormat.Qcow2), sink, _timeout);
+        Assert.Equal(File.ReadAllBytes(input), File.ReadAllBytes(dir.File("same.qcow2")));
+        Assert.Equal(new FileInfo(input).Length, same.FileSize);
+        Assert.Contains(sink.Lines, l => l.StartsWith("Copied the qcow2", StringComparison.Ordinal));
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.True(File.GetUnixFileMode(dir.File("same.qcow2")).HasFlag(UnixFileMode.UserWrite));
+        }
+
+        // Grown: the copy is grown in place, checks clean, reads as the input then zeros.
+        var q = await DiskImageConverter.ConvertFileAsync(input, dir.File("grown.qcow2"), Options(dir, DiskImageFormat.Qcow2, Grow), NullOperationSink.Instance, _timeout);
+        long grown = TestInputs.RoundUp(new FileInfo(raw).Length, 512) + Grow;
+        Assert.Equal(grown, q.VirtualSize);
+        ImageTools.AssertCheckClean(dir.File("grown.qcow2"));
+        Qcow2Fixtures.Qemu("resize", "-f", "raw", raw, grown.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        ImageTools.AssertIdentical(raw, dir.File("grown.qcow2"), "qcow2");
+    }
+
+    [Fact]
     public async Task AStreamedQcow2FromQemuImgConvertIsDecodedWithNoSpool()
     {
         using var dir = new TempDir();

@@ -1,4 +1,5 @@
 using System.IO.Compression;
+using OrasStaging.Compression;
 
 namespace OrasStaging.DiskImages.Qcow2;
 
@@ -7,20 +8,60 @@ namespace OrasStaging.DiskImages.Qcow2;
 /// sectors, so the input may carry the head of the next cluster after the stream's end: like qemu, decoding
 /// stops when a full cluster has been produced, and anything short of a full cluster is a corrupt image.
 /// zlib clusters are raw deflate; zstd clusters are one or more zstd frames (qcow2.txt "Compressed Cluster Layout").
+/// Native where it loads (ISA-L's inflate, libzstd; <see cref="Decoders.ClusterInflater"/> has the rule and the
+/// ORASSTAGING_DECODER switch), each with one state reused for every cluster; else the managed decoders. Both give
+/// the same bytes, and corrupt data is <see cref="ErrorCode.CorruptInput"/> on either, never a fallback.
 /// Not thread-safe: one per reading thread.
 /// </summary>
 internal sealed class Qcow2Decompressor : IDisposable
 {
     private readonly Qcow2Compression _type;
+    private readonly IsalRawInflater? _isal;
+    private readonly LibZstdFrameDecoder? _libzstd;
     private ZstdSharp.Decompressor? _zstd;
+    private byte[]? _bounce;
 
-    public Qcow2Decompressor(Qcow2Compression type) => _type = type;
+    public Qcow2Decompressor(Qcow2Compression type, DecoderChoice choice = DecoderChoice.Default)
+    {
+        _type = type;
+        if (type == Qcow2Compression.Zlib && Decoders.ClusterInflater(choice) is { } isal)
+        {
+            _isal = new IsalRawInflater(isal);
+        }
+        else if (type == Qcow2Compression.Zstd && Decoders.ClusterZstd(choice) is { } zstd)
+        {
+            _libzstd = new LibZstdFrameDecoder(zstd);
+        }
+    }
 
-    public void Decompress(byte[] source, int length, Span<byte> cluster)
+    /// <summary>True when a native library decodes (for Verbose and tests).</summary>
+    public bool IsNative => _isal is not null || _libzstd is not null;
+
+    public void Decompress(byte[] source, int length, Memory<byte> cluster)
     {
         try
         {
-            int produced = _type == Qcow2Compression.Zlib ? Inflate(source, length, cluster) : UnwrapZstd(source.AsSpan(0, length), cluster);
+            int produced;
+            if (!IsNative)
+            {
+                produced = _type == Qcow2Compression.Zlib ? Inflate(source, length, cluster.Span) : UnwrapZstd(source.AsSpan(0, length), cluster.Span);
+            }
+            else if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray<byte>(cluster, out var segment))
+            {
+                produced = DecodeNative(source, length, segment.Array!, segment.Offset, segment.Count);
+            }
+            else
+            {
+                // Not array-backed (no caller today): decode beside and copy.
+                if (_bounce is null || _bounce.Length < cluster.Length)
+                {
+                    _bounce = new byte[cluster.Length];
+                }
+
+                produced = DecodeNative(source, length, _bounce, 0, cluster.Length);
+                _bounce.AsSpan(0, cluster.Length).CopyTo(cluster.Span);
+            }
+
             if (produced != cluster.Length)
             {
                 throw Qcow2Header.Corrupt($"a compressed cluster inflates to {produced} bytes, not {cluster.Length}");
@@ -35,6 +76,24 @@ internal sealed class Qcow2Decompressor : IDisposable
             throw new OrasStagingException(ErrorCode.CorruptInput, "The qcow2 image is malformed: a compressed cluster does not decode (" + ex.Message + ").",
                 "Check the image with 'qemu-img check'; download or rebuild it.", ex);
         }
+    }
+
+    private int DecodeNative(byte[] source, int length, byte[] output, int offset, int count)
+    {
+        if (_isal is not null)
+        {
+            return _isal.Inflate(source, length, output, offset, count);
+        }
+
+        int total = 0, at = 0;
+        while (total < count && at < length)
+        {
+            int frame = ZstdFrameLength(source.AsSpan(at, length - at));
+            total += _libzstd!.DecodeFrame(source, at, frame, output, offset + total, count - total);
+            at += frame;
+        }
+
+        return total;
     }
 
     private static int Inflate(byte[] source, int length, Span<byte> cluster)
@@ -119,5 +178,9 @@ internal sealed class Qcow2Decompressor : IDisposable
         return (int)at;
     }
 
-    public void Dispose() => _zstd?.Dispose();
+    public void Dispose()
+    {
+        _zstd?.Dispose();
+        _libzstd?.Dispose();
+    }
 }

@@ -16,7 +16,12 @@ internal readonly record struct Qcow2GrowResult(long OldVirtualSize, long NewVir
 /// </summary>
 internal static class Qcow2Grow
 {
-    public static Qcow2GrowResult Grow(string path, long newVirtualSize)
+    /// <summary>
+    /// Grows the image at <paramref name="path"/>. <paramref name="flushSteps"/> false: the file is an uncommitted
+    /// partial whose caller fsyncs once before committing it, so the ordering flushes between the steps are skipped
+    /// (an interruption discards the partial anyway); each costs a full flush of a freshly copied image.
+    /// </summary>
+    public static Qcow2GrowResult Grow(string path, long newVirtualSize, bool flushSteps = true)
     {
         FileStream stream;
         try
@@ -33,7 +38,7 @@ internal static class Qcow2Grow
         {
             try
             {
-                return Grow(image, newVirtualSize, () => stream.Flush(flushToDisk: true));
+                return Grow(image, newVirtualSize, flushSteps ? () => stream.Flush(flushToDisk: true) : () => { });
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {

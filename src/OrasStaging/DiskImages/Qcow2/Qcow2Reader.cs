@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using OrasStaging.Compression;
 
 namespace OrasStaging.DiskImages.Qcow2;
 
@@ -18,7 +19,13 @@ internal sealed class Qcow2Reader : IDisposable
     private readonly ConcurrentBag<Qcow2Decompressor> _decompressors = new();
     private readonly List<Qcow2Segment> _compressed = new();
 
-    public Qcow2Reader(Qcow2Image image) => _image = image;
+    private readonly DecoderChoice _decoder;
+
+    public Qcow2Reader(Qcow2Image image, DecoderChoice decoder = DecoderChoice.Default)
+    {
+        _image = image;
+        _decoder = decoder;
+    }
 
     public long Length => _image.VirtualSize;
 
@@ -96,23 +103,62 @@ internal sealed class Qcow2Reader : IDisposable
         }
     }
 
-    /// <summary>Appends the whole disk to <paramref name="target"/> in guest order, <see cref="ChunkSize"/> bytes per call.</summary>
+    /// <summary>
+    /// Appends the whole disk to <paramref name="target"/> in guest order, <see cref="ChunkSize"/> bytes per call.
+    /// The next chunk is read and inflated while the target writes the current one (two buffers), so the zero scan
+    /// and the writes of the target overlap the inflate instead of following it.
+    /// </summary>
     public void CopyTo(IImageTarget target, CancellationToken cancellationToken = default)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+        byte[] current = ArrayPool<byte>.Shared.Rent(ChunkSize), next = ArrayPool<byte>.Shared.Rent(ChunkSize);
+        Task? pending = null;
         try
         {
-            for (long at = 0; at < _image.VirtualSize; at += ChunkSize)
+            long length = _image.VirtualSize;
+            int Size(long at) => (int)Math.Min(ChunkSize, length - at);
+            if (length > 0)
+            {
+                Read(0, current.AsMemory(0, Size(0)));
+            }
+
+            for (long at = 0; at < length; at += ChunkSize)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                int n = (int)Math.Min(ChunkSize, _image.VirtualSize - at);
-                Read(at, buffer.AsMemory(0, n));
-                target.Append(buffer, n);
+                long following = at + ChunkSize;
+                if (following < length)
+                {
+                    byte[] into = next;
+                    pending = Task.Run(() => Read(following, into.AsMemory(0, Size(following))), cancellationToken);
+                }
+
+                target.Append(current, Size(at));
+                if (pending is not null)
+                {
+                    Task done = pending;
+                    pending = null;
+                    done.GetAwaiter().GetResult(); // a CorruptInput surfaces as itself
+                }
+
+                (current, next) = (next, current);
             }
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (pending is not null)
+            {
+                // The target failed while a read was under way: let it finish before its buffer is returned.
+                try
+                {
+                    pending.Wait(CancellationToken.None);
+                }
+                catch (Exception)
+                {
+                    // The target's failure is the one to report.
+                }
+            }
+
+            ArrayPool<byte>.Shared.Return(current);
+            ArrayPool<byte>.Shared.Return(next);
         }
     }
 
@@ -164,7 +210,7 @@ internal sealed class Qcow2Reader : IDisposable
         {
             Parallel.For(0, work.Count, options, Take, (i, _, d) =>
             {
-                InflateOne(work[i], offset, buffer.Span, d);
+                InflateOne(work[i], offset, buffer, d);
                 return d;
             }, _decompressors.Add);
         }
@@ -176,9 +222,9 @@ internal sealed class Qcow2Reader : IDisposable
         }
     }
 
-    private Qcow2Decompressor Take() => _decompressors.TryTake(out var d) ? d : new Qcow2Decompressor(_image.Header.Compression);
+    private Qcow2Decompressor Take() => _decompressors.TryTake(out var d) ? d : new Qcow2Decompressor(_image.Header.Compression, _decoder);
 
-    private void InflateOne(Qcow2Segment s, long offset, Span<byte> buffer, Qcow2Decompressor d)
+    private void InflateOne(Qcow2Segment s, long offset, Memory<byte> buffer, Qcow2Decompressor d)
     {
         int cs = _image.ClusterSize;
         long available = _image.FileLength - s.HostOffset;
@@ -197,8 +243,8 @@ internal sealed class Qcow2Reader : IDisposable
             }
 
             cluster = ArrayPool<byte>.Shared.Rent(cs);
-            d.Decompress(source, clen, cluster.AsSpan(0, cs));
-            cluster.AsSpan((int)(from - s.GuestOffset), (int)(to - from)).CopyTo(buffer[(int)(from - offset)..]);
+            d.Decompress(source, clen, cluster.AsMemory(0, cs));
+            cluster.AsSpan((int)(from - s.GuestOffset), (int)(to - from)).CopyTo(buffer.Span[(int)(from - offset)..]);
         }
         finally
         {
