@@ -17,6 +17,7 @@ internal sealed class Qcow2Writer : IImageTarget
     private readonly FileStream _file;
     private readonly SafeFileHandle _handle;
     private readonly List<ReadOnlyMemory<byte>> _segments = new();
+    private readonly WriteBehind _writeBehind;
     private ulong[] _bitmap = new ulong[1024];
     private long _guestCluster;
     private long _dataClusters;
@@ -26,6 +27,7 @@ internal sealed class Qcow2Writer : IImageTarget
     {
         _file = file;
         _handle = file.SafeFileHandle;
+        _writeBehind = new WriteBehind(_handle);
         // Cluster 0 stays zero until the very end: an interrupted write leaves no valid header.
         RandomAccess.Write(_handle, new byte[Cs], 0);
     }
@@ -73,6 +75,7 @@ internal sealed class Qcow2Writer : IImageTarget
         if (_segments.Count > 0)
         {
             RandomAccess.Write(_handle, _segments, writeAt);
+            _writeBehind.Written((1 + _dataClusters) * Cs);
         }
     }
 

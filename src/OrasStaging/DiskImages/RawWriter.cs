@@ -15,6 +15,7 @@ internal sealed class RawWriter : IImageTarget
     private readonly FileStream _file;
     private readonly SafeFileHandle _handle;
     private readonly bool _vhdFooter;
+    private readonly WriteBehind _writeBehind;
     private long _position;
 
     public RawWriter(FileStream file, bool vhdFooter)
@@ -22,6 +23,7 @@ internal sealed class RawWriter : IImageTarget
         _file = file;
         _handle = file.SafeFileHandle;
         _vhdFooter = vhdFooter;
+        _writeBehind = new WriteBehind(_handle);
         SparseFile.MarkSparse(_handle);
     }
 
@@ -49,6 +51,7 @@ internal sealed class RawWriter : IImageTarget
         }
 
         _position += count;
+        _writeBehind.Written(_position);
     }
 
     public (long VirtualSize, long FileSize) Finish(long decodedLength, long virtualSize)
@@ -96,4 +99,46 @@ internal static class SparseFile
     private static extern bool DeviceIoControl(
         SafeFileHandle device, uint ioControlCode, IntPtr inBuffer, int inBufferSize,
         IntPtr outBuffer, int outBufferSize, out int bytesReturned, IntPtr overlapped);
+}
+
+/// <summary>
+/// Starts the kernel's writeback of what a writer has appended so far, every few MiB, without waiting for it
+/// (Linux sync_file_range, SYNC_FILE_RANGE_WRITE). The flush at the end of the image then waits only for the last
+/// few MiB instead of writing the whole image out while nothing else runs (measured: 0.4 s of 1.2 s for 260 MiB of
+/// data). Advisory: elsewhere, or where the file system refuses, it does nothing and the final flush does it all.
+/// </summary>
+internal sealed class WriteBehind(SafeFileHandle handle)
+{
+    private const long Step = 8L << 20;
+    private const uint SyncFileRangeWrite = 2;
+
+    private readonly bool _enabled = OperatingSystem.IsLinux();
+    private long _kicked;
+    private bool _failed;
+
+    /// <summary>Everything below <paramref name="end"/> has been written; starts writeback once a step has gathered.</summary>
+    public void Written(long end)
+    {
+        if (!_enabled || _failed || end - _kicked < Step)
+        {
+            return;
+        }
+
+        try
+        {
+            if (sync_file_range((int)handle.DangerousGetHandle(), _kicked, end - _kicked, SyncFileRangeWrite) != 0)
+            {
+                _failed = true;
+            }
+        }
+        catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
+        {
+            _failed = true;
+        }
+
+        _kicked = end;
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int sync_file_range(int fd, long offset, long nbytes, uint flags);
 }
