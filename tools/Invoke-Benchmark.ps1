@@ -43,73 +43,29 @@ foreach ($tool in 'curl', 'gzip', 'zstd', 'dd', 'du', 'qemu-img', '/usr/bin/time
 
 $ModulePath = (Resolve-Path $ModulePath).Path
 $TestKitPath = (Resolve-Path $TestKitPath).Path
-$null = New-Item -ItemType Directory -Force $WorkPath
-$WorkPath = (Resolve-Path $WorkPath).Path
-$SourcePath = Join-Path $WorkPath 'source'
-$RunPath = Join-Path $WorkPath 'run'
-$null = New-Item -ItemType Directory -Force $SourcePath, $RunPath
+Import-Module (Join-Path $PSScriptRoot 'Bench/BenchKit.psm1') -Force
+$folders = New-BenchFolders -WorkPath $WorkPath
+$WorkPath = $folders.WorkPath
+$SourcePath = $folders.SourcePath
+$RunPath = $folders.RunPath
+$childPwsh = Get-ChildPwsh
+$PwshPath = $childPwsh.Path
+$PwshPrefix = $childPwsh.Prefix
 
-# A child pwsh started the way this one was (under `dotnet pwsh` the process is dotnet and pwsh.dll comes first).
-$PwshPath = [Environment]::ProcessPath
-$PwshPrefix = @()
-if ((Split-Path $PwshPath -Leaf) -like 'dotnet*') { $PwshPrefix = @([Environment]::GetCommandLineArgs()[0]) }
-
-function Get-AllocatedBytes([string] $Path) {
-    if (-not (Test-Path $Path)) { return 0 }
-    [long]((& du -sB1 $Path 2>$null) -split '\s+')[0]
-}
-
-function Start-DiskPoller([string] $Folder) {
-    # A separate process, so polling works the same whether the measured work runs in a child or in-session.
-    $log = Join-Path $WorkPath 'disk.log'
-    Remove-Item $log -ErrorAction Ignore
-    $psi = [Diagnostics.ProcessStartInfo]::new('bash')
-    $psi.ArgumentList.Add('-c')
-    $psi.ArgumentList.Add("while :; do du -sB1 '$Folder' 2>/dev/null | cut -f1 >> '$log'; sleep 0.1; done")
-    [pscustomobject]@{ Process = [Diagnostics.Process]::Start($psi); Log = $log }
-}
-
-function Stop-DiskPoller($Poller) {
-    $Poller.Process.Kill()
-    $null = $Poller.Process.WaitForExit(5000)
-    $values = @(Get-Content $Poller.Log -ErrorAction Ignore | Where-Object { $_ -match '^\d+$' } | ForEach-Object { [long]$_ })
-    if ($values.Count -eq 0) { return 0 }
-    ($values | Measure-Object -Maximum).Maximum
-}
-
-function Clear-RunFolder {
-    Get-ChildItem $RunPath -Force | Remove-Item -Recurse -Force
-}
+function Clear-RunFolder { Clear-BenchFolder $RunPath }
 
 function Invoke-Measured {
     # Runs a process under GNU time; returns wall seconds, peak RSS of its process tree and peak extra disk.
     param([string] $Mode, [string] $Kind, [string] $FilePath, [string[]] $Arguments, [string] $FinalImage)
     Clear-RunFolder
-    $timeLog = Join-Path $WorkPath 'time.log'
-    $psi = [Diagnostics.ProcessStartInfo]::new('/usr/bin/time')
-    foreach ($a in @('-f', '%e %M', '-o', $timeLog, $FilePath) + $Arguments) { $psi.ArgumentList.Add($a) }
-    $psi.RedirectStandardOutput = $true
-    $psi.RedirectStandardError = $true
-    $poller = Start-DiskPoller $RunPath
-    $clock = [Diagnostics.Stopwatch]::StartNew()
-    $process = [Diagnostics.Process]::Start($psi)
-    $stdout = $process.StandardOutput.ReadToEndAsync()
-    $stderr = $process.StandardError.ReadToEndAsync()
-    if (-not $process.WaitForExit(900000)) { $process.Kill($true); throw "$Mode ($Kind) did not finish in 15 minutes." }
-    $process.WaitForExit()
-    $seconds = $clock.Elapsed.TotalSeconds
-    $peakDisk = Stop-DiskPoller $poller
-    if ($process.ExitCode -ne 0) {
-        throw "$Mode ($Kind) failed with exit code $($process.ExitCode): $($stderr.Result) $($stdout.Result)"
-    }
-    $fields = (Get-Content $timeLog | Select-Object -Last 1) -split ' '
-    $final = if ($FinalImage) { Get-AllocatedBytes $FinalImage } else { 0 }
+    $run = Invoke-TimedProcess -Label "$Mode ($Kind)" -FilePath $FilePath -Arguments $Arguments -WorkPath $WorkPath -PollFolder $RunPath
     [pscustomobject]@{
         Mode        = $Mode
         Compression = $Kind
-        Seconds     = [math]::Round($seconds, 2)
-        PeakRssMB   = [math]::Round([double]$fields[1] / 1024, 1)
-        ExtraDiskMB = [math]::Round([math]::Max(0, $peakDisk - $final) / 1MB, 1)
+        Seconds     = $run.Seconds
+        PeakRssMB   = $run.PeakRssMB
+        ExtraDiskMB = [math]::Round([math]::Max(0, $run.PeakDisk - (Get-AllocatedBytes $FinalImage)) / 1MB, 1)
+        CpuSeconds  = $run.CpuSeconds
     }
 }
 
@@ -119,25 +75,23 @@ function Invoke-MeasuredInSession {
     Clear-RunFolder
     [GC]::Collect()
     Set-Content /proc/self/clear_refs '5' -ErrorAction Ignore
-    $poller = Start-DiskPoller $RunPath
+    $proc = [Diagnostics.Process]::GetCurrentProcess()
+    $cpu = $proc.TotalProcessorTime
+    $poller = Start-DiskPoller -Folder $RunPath -LogPath (Join-Path $WorkPath 'disk.log')
     $clock = [Diagnostics.Stopwatch]::StartNew()
     $null = & $Action
     $seconds = $clock.Elapsed.TotalSeconds
     $peakDisk = Stop-DiskPoller $poller
     $hwm = (Get-Content /proc/self/status | Where-Object { $_ -like 'VmHWM:*' }) -replace '\D', ''
+    $proc.Refresh()
     [pscustomobject]@{
         Mode        = $Mode
         Compression = $Kind
         Seconds     = [math]::Round($seconds, 2)
         PeakRssMB   = [math]::Round([double]$hwm / 1024, 1)
         ExtraDiskMB = [math]::Round([math]::Max(0, $peakDisk - (Get-AllocatedBytes $FinalImage)) / 1MB, 1)
+        CpuSeconds  = [math]::Round(($proc.TotalProcessorTime - $cpu).TotalSeconds, 2)
     }
-}
-
-function Get-Median([double[]] $Values) {
-    $sorted = @($Values | Sort-Object)
-    $n = $sorted.Count
-    if ($n % 2) { $sorted[[int][math]::Floor($n / 2)] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
 }
 
 #region The source image, published compressed
@@ -323,6 +277,8 @@ $summary = $results | Group-Object Mode, Compression | ForEach-Object {
         Compression   = $first.Compression
         Runs          = $_.Count
         MedianSeconds = [math]::Round((Get-Median ($_.Group.Seconds)), 2)
+        # user + system CPU: on a shared machine a less noisy figure than wall time.
+        MedianCpu     = [math]::Round((Get-Median @($_.Group | Where-Object { $_.PSObject.Properties['CpuSeconds'] } | ForEach-Object CpuSeconds)), 2)
         PeakRssMB     = ($_.Group.PeakRssMB | Measure-Object -Maximum).Maximum
         ExtraDiskMB   = ($_.Group.ExtraDiskMB | Measure-Object -Maximum).Maximum
     }

@@ -24,6 +24,7 @@ Set-StrictMode -Version Latest
 $ModulePath = (Resolve-Path $ModulePath).Path
 $env:ORASSTAGING_TESTKIT = (Resolve-Path $TestKitPath).Path
 $null = New-Item -ItemType Directory -Force $WorkPath
+Import-Module (Join-Path $PSScriptRoot 'BenchKit.psm1') -Force
 Import-Module (Join-Path $PSScriptRoot '../../tests/TestKit.psm1') -Force
 $raw = Join-Path $WorkPath 'cold.img'
 if (-not (Test-Path $raw)) { $null = New-TestDiskImage -Path $raw -Size $ImageSize -Seed 3 }
@@ -65,11 +66,6 @@ finally {
     Stop-TestRegistry $registry
 }
 
-function Get-Median([double[]] $Values) {
-    $sorted = @($Values | Sort-Object)
-    $n = $sorted.Count
-    if ($n % 2) { $sorted[[int][math]::Floor($n / 2)] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
-}
 
 $steps = 'ProcessStart', 'Import', 'FirstResolve', 'FirstInstall', 'WarmInstall'
 $medians = @{}

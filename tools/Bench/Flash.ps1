@@ -28,26 +28,14 @@ if (-not $IsLinux -or (& id -u) -ne '0' -or -not (Get-Command losetup -ErrorActi
     return
 }
 
-$pwsh = [Environment]::ProcessPath
-$prefix = @()
-if ((Split-Path $pwsh -Leaf) -like 'dotnet*') { $prefix = @([Environment]::GetCommandLineArgs()[0]) }
+Import-Module (Join-Path $PSScriptRoot 'BenchKit.psm1') -Force
+$childPwsh = Get-ChildPwsh
+$pwsh = $childPwsh.Path
+$prefix = $childPwsh.Prefix
 
 function Measure-Run([string] $Mode, [string] $FilePath, [string[]] $Arguments) {
-    $timeLog = Join-Path $WorkPath 'flash-time.log'
-    $psi = [Diagnostics.ProcessStartInfo]::new('/usr/bin/time')
-    foreach ($a in @('-f', '%e %M', '-o', $timeLog, $FilePath) + $Arguments) { $psi.ArgumentList.Add($a) }
-    $psi.RedirectStandardOutput = $true
-    $psi.RedirectStandardError = $true
-    $clock = [Diagnostics.Stopwatch]::StartNew()
-    $process = [Diagnostics.Process]::Start($psi)
-    $stdout = $process.StandardOutput.ReadToEndAsync()
-    $stderr = $process.StandardError.ReadToEndAsync()
-    if (-not $process.WaitForExit(900000)) { $process.Kill($true); throw "$Mode did not finish in 15 minutes." }
-    $process.WaitForExit()
-    $seconds = $clock.Elapsed.TotalSeconds
-    if ($process.ExitCode -ne 0) { throw "$Mode failed with exit code $($process.ExitCode): $($stderr.Result) $($stdout.Result)" }
-    $fields = (Get-Content $timeLog | Select-Object -Last 1) -split ' '
-    [pscustomobject]@{ Mode = $Mode; Compression = 'gzip'; Seconds = [math]::Round($seconds, 2); PeakRssMB = [math]::Round([double]$fields[1] / 1024, 1); ExtraDiskMB = 0 }
+    $run = Invoke-TimedProcess -Label $Mode -FilePath $FilePath -Arguments $Arguments -WorkPath $WorkPath
+    [pscustomobject]@{ Mode = $Mode; Compression = 'gzip'; Seconds = $run.Seconds; PeakRssMB = $run.PeakRssMB; ExtraDiskMB = 0; CpuSeconds = $run.CpuSeconds }
 }
 
 $backing = Join-Path $WorkPath ('flash-' + [guid]::NewGuid().ToString('n').Substring(0, 8) + '.img')
@@ -74,7 +62,6 @@ finally {
     Remove-Item -LiteralPath $backing -ErrorAction Ignore
 }
 
-function Get-Median([double[]] $v) { $s = @($v | Sort-Object); if ($s.Count % 2) { $s[[int][math]::Floor($s.Count / 2)] } else { ($s[$s.Count / 2 - 1] + $s[$s.Count / 2]) / 2 } }
 $o = Get-Median ($rows | Where-Object Mode -eq 'F flash ours' | ForEach-Object Seconds)
 $d = Get-Median ($rows | Where-Object Mode -eq 'F flash curl|gunzip|dd' | ForEach-Object Seconds)
 Write-Host ("flash onto {0}: ours {1:N2} s, curl|gunzip|dd {2:N2} s, ours/dd {3:N2}" -f $device, $o, $d, ($o / $d))

@@ -41,64 +41,30 @@ foreach ($tool in 'qemu-img', 'zstd', 'du', '/usr/bin/time') {
 
 $ModulePath = (Resolve-Path $ModulePath).Path
 $TestKitPath = (Resolve-Path $TestKitPath).Path
-$null = New-Item -ItemType Directory -Force $WorkPath
-$WorkPath = (Resolve-Path $WorkPath).Path
-$SourcePath = Join-Path $WorkPath 'source'
-$RunPath = Join-Path $WorkPath 'run'
-$null = New-Item -ItemType Directory -Force $SourcePath, $RunPath
-
-$PwshPath = [Environment]::ProcessPath
-$PwshPrefix = @()
-if ((Split-Path $PwshPath -Leaf) -like 'dotnet*') { $PwshPrefix = @([Environment]::GetCommandLineArgs()[0]) }
-
-function Get-AllocatedBytes([string] $Path) {
-    if (-not (Test-Path $Path)) { return 0 }
-    [long]((& du -sB1 $Path 2>$null) -split '\s+')[0]
-}
+Import-Module (Join-Path $PSScriptRoot 'BenchKit.psm1') -Force
+$folders = New-BenchFolders -WorkPath $WorkPath
+$WorkPath = $folders.WorkPath
+$SourcePath = $folders.SourcePath
+$RunPath = $folders.RunPath
+$childPwsh = Get-ChildPwsh
+$PwshPath = $childPwsh.Path
+$PwshPrefix = $childPwsh.Prefix
 
 function Measure-Run {
     # One process under GNU time; wall seconds, peak RSS and the peak disk of the run folder beyond the final image.
     param([string] $Mode, [string] $FilePath, [string[]] $Arguments, [string] $FinalImage)
-    Get-ChildItem $RunPath -Force | Remove-Item -Recurse -Force
+    Clear-BenchFolder $RunPath
     Remove-Item $InnerLog -ErrorAction Ignore
-    $timeLog = Join-Path $WorkPath 'time.log'
-    $diskLog = Join-Path $WorkPath 'disk.log'
-    Remove-Item $diskLog -ErrorAction Ignore
-    $poll = [Diagnostics.ProcessStartInfo]::new('bash')
-    $poll.ArgumentList.Add('-c')
-    $poll.ArgumentList.Add("while :; do du -sB1 '$RunPath' 2>/dev/null | cut -f1 >> '$diskLog'; sleep 0.1; done")
-    $poller = [Diagnostics.Process]::Start($poll)
-    $psi = [Diagnostics.ProcessStartInfo]::new('/usr/bin/time')
-    foreach ($a in @('-f', '%e %M', '-o', $timeLog, $FilePath) + $Arguments) { $psi.ArgumentList.Add($a) }
-    $psi.RedirectStandardOutput = $true
-    $psi.RedirectStandardError = $true
-    $clock = [Diagnostics.Stopwatch]::StartNew()
-    $process = [Diagnostics.Process]::Start($psi)
-    $stdout = $process.StandardOutput.ReadToEndAsync()
-    $stderr = $process.StandardError.ReadToEndAsync()
-    if (-not $process.WaitForExit(1800000)) { $process.Kill($true); throw "$Mode did not finish in 30 minutes." }
-    $process.WaitForExit()
-    $seconds = $clock.Elapsed.TotalSeconds
-    $poller.Kill()
-    $null = $poller.WaitForExit(5000)
-    if ($process.ExitCode -ne 0) { throw "$Mode failed with exit code $($process.ExitCode): $($stderr.Result) $($stdout.Result)" }
-    $peak = @(Get-Content $diskLog -ErrorAction Ignore | Where-Object { $_ -match '^\d+$' } | ForEach-Object { [long]$_ }) + @(0) |
-        Measure-Object -Maximum
-    $fields = (Get-Content $timeLog | Select-Object -Last 1) -split ' '
+    $run = Invoke-TimedProcess -Label $Mode -FilePath $FilePath -Arguments $Arguments -WorkPath $WorkPath -PollFolder $RunPath -TimeoutSeconds 1800
     [pscustomobject]@{
         Mode        = $Mode
-        Seconds     = [math]::Round($seconds, 2)
-        WorkSeconds = if (Test-Path $InnerLog) { [math]::Round([double](Get-Content $InnerLog), 2) } else { [math]::Round($seconds, 2) }
-        PeakRssMB   = [math]::Round([double]$fields[1] / 1024, 1)
-        ExtraDiskMB = [math]::Round([math]::Max(0, $peak.Maximum - (Get-AllocatedBytes $FinalImage)) / 1MB, 1)
+        Seconds     = $run.Seconds
+        WorkSeconds = if (Test-Path $InnerLog) { [math]::Round([double](Get-Content $InnerLog), 2) } else { $run.Seconds }
+        PeakRssMB   = $run.PeakRssMB
+        ExtraDiskMB = [math]::Round([math]::Max(0, $run.PeakDisk - (Get-AllocatedBytes $FinalImage)) / 1MB, 1)
         ImageMB     = [math]::Round((Get-AllocatedBytes $FinalImage) / 1MB, 1)
+        CpuSeconds  = $run.CpuSeconds
     }
-}
-
-function Get-Median([double[]] $Values) {
-    $sorted = @($Values | Sort-Object)
-    $n = $sorted.Count
-    if ($n % 2) { $sorted[[int][math]::Floor($n / 2)] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
 }
 
 # The source: a realistic raw image, as a zlib-compressed qcow2 and that qcow2 zstd-compressed.

@@ -30,10 +30,10 @@ Set-StrictMode -Version Latest
 
 $ModulePath = (Resolve-Path $ModulePath).Path
 $env:ORASSTAGING_TESTKIT = (Resolve-Path $TestKitPath).Path
-$null = New-Item -ItemType Directory -Force $WorkPath
-$WorkPath = (Resolve-Path $WorkPath).Path
-$RunPath = Join-Path $WorkPath 'run'
-$null = New-Item -ItemType Directory -Force $RunPath
+Import-Module (Join-Path $PSScriptRoot 'BenchKit.psm1') -Force
+$folders = New-BenchFolders -WorkPath $WorkPath
+$WorkPath = $folders.WorkPath
+$RunPath = $folders.RunPath
 Import-Module (Join-Path $PSScriptRoot '../../tests/TestKit.psm1') -Force
 
 if (-not $ImagePath) {
@@ -43,18 +43,12 @@ if (-not $ImagePath) {
     }
 }
 
-function Clear-Run { Get-ChildItem $RunPath -Force | Remove-Item -Recurse -Force }
+function Clear-Run { Clear-BenchFolder $RunPath }
 
 function Measure-Seconds([scriptblock] $Action) {
     $clock = [Diagnostics.Stopwatch]::StartNew()
     $null = & $Action
     [math]::Round($clock.Elapsed.TotalSeconds, 2)
-}
-
-function Get-Median([double[]] $Values) {
-    $sorted = @($Values | Sort-Object)
-    $n = $sorted.Count
-    if ($n % 2) { $sorted[[int][math]::Floor($n / 2)] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
 }
 
 $registry = Start-TestRegistry -Auth anonymous

@@ -1,12 +1,11 @@
-using System.Threading.Channels;
 using OrasStaging.Compression;
 using OrasStaging.IO;
 
 namespace OrasStaging.DiskImages;
 
 /// <summary>
-/// The decoder side of the one-pass write: a thread that decodes the input into pooled 1 MiB buffers and hands
-/// them to the writer through a bounded channel, so memory stays flat whatever the image size.
+/// The decoder side of the one-pass write: a dedicated thread that decodes the input into the pipe's 1 MiB
+/// buffers and hands them to the writer thread, so memory stays flat whatever the image size.
 /// </summary>
 internal static class DecodePump
 {
@@ -32,8 +31,7 @@ internal static class DecodePump
     }
 
     public static void Decode(
-        CompressionKind kind, Stream prefixed, CountingStream counting,
-        ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct, string? tarMember = null)
+        CompressionKind kind, Stream prefixed, CountingStream counting, ChunkPipe pipe, CancellationToken ct, string? tarMember = null)
     {
         Exception? failure = null;
         try
@@ -44,24 +42,24 @@ internal static class DecodePump
             using Stream decoded = TarMemberStream.Unwrap(decoder, tarMember);
             if (kind == CompressionKind.Gzip)
             {
-                using var chunker = new ChunkingStream(filled, free, ct);
+                var chunker = new ChunkingStream(pipe);
                 decoded.CopyTo(chunker, ChunkSize);
                 chunker.Complete();
-                filled.TryComplete();
+                pipe.Complete();
                 return;
             }
 
             while (true)
             {
-                if (!free.TryRead(out byte[]? buffer))
-                {
-                    buffer = free.ReadAsync(ct).AsTask().GetAwaiter().GetResult();
-                }
-
+                byte[] buffer = pipe.Rent();
                 int n = ReadFull(decoded, buffer, ct);
                 if (n > 0)
                 {
-                    filled.WriteAsync((buffer, n), ct).AsTask().GetAwaiter().GetResult();
+                    pipe.Publish(buffer, n);
+                }
+                else
+                {
+                    pipe.Return(buffer);
                 }
 
                 if (n < buffer.Length)
@@ -75,7 +73,7 @@ internal static class DecodePump
             failure = Translate(ex, kind, counting, ct);
         }
 
-        filled.TryComplete(failure);
+        pipe.Complete(failure);
     }
 
     /// <summary>The input's own failures pass unchanged; a decoder's complaint becomes CorruptInput.</summary>
@@ -104,18 +102,11 @@ internal static class DecodePump
     /// <summary>Cuts whatever a decoder's CopyTo writes into full pool buffers for the writer thread.</summary>
     private sealed class ChunkingStream : Stream
     {
-        private readonly ChannelWriter<(byte[], int)> _filled;
-        private readonly ChannelReader<byte[]> _free;
-        private readonly CancellationToken _ct;
+        private readonly ChunkPipe _pipe;
         private byte[]? _buffer;
         private int _count;
 
-        public ChunkingStream(ChannelWriter<(byte[], int)> filled, ChannelReader<byte[]> free, CancellationToken ct)
-        {
-            _filled = filled;
-            _free = free;
-            _ct = ct;
-        }
+        public ChunkingStream(ChunkPipe pipe) => _pipe = pipe;
 
         public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
@@ -125,11 +116,7 @@ internal static class DecodePump
             {
                 if (_buffer is null)
                 {
-                    if (!_free.TryRead(out _buffer))
-                    {
-                        _buffer = _free.ReadAsync(_ct).AsTask().GetAwaiter().GetResult();
-                    }
-
+                    _buffer = _pipe.Rent();
                     _count = 0;
                 }
 
@@ -154,7 +141,7 @@ internal static class DecodePump
 
         private void Send()
         {
-            _filled.WriteAsync((_buffer!, _count), _ct).AsTask().GetAwaiter().GetResult();
+            _pipe.Publish(_buffer!, _count);
             _buffer = null;
             _count = 0;
         }

@@ -1,5 +1,3 @@
-using System.Runtime.ExceptionServices;
-using System.Threading.Channels;
 using OrasStaging.Compression;
 using OrasStaging.IO;
 
@@ -69,27 +67,20 @@ public static class DiskImageWriter
         }
 
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var filled = Channel.CreateBounded<(byte[] Buffer, int Count)>(new BoundedChannelOptions(DecodePump.Buffers)
-        {
-            SingleReader = true,
-            SingleWriter = true,
-        });
-        var free = Channel.CreateUnbounded<byte[]>();
-        for (int i = 0; i < DecodePump.Buffers; i++)
-        {
-            free.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(DecodePump.ChunkSize));
-        }
-
+        using var pipe = new ChunkPipe(DecodePump.Buffers, DecodePump.ChunkSize, linked.Token);
         var prefixed = new PrefixedStream(head, counting);
+
+        // Both stages on dedicated threads (one per core on a 2-core machine): they block on each other and on
+        // the input, and blocked pool threads in a fresh process starve the async fetch feeding the decoder.
         Task producer = Task.Factory.StartNew(
-            () => DecodePump.Decode(kind, prefixed, counting, filled.Writer, free.Reader, linked.Token, options.TarMember),
+            () => DecodePump.Decode(kind, prefixed, counting, pipe, linked.Token, options.TarMember),
             linked.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         try
         {
-            return await Task.Run(
-                () => Consume(filled.Reader, free.Writer, outputPath, options, expandOnly, kind, counting, name, sink, factory, linked.Token),
-                linked.Token).ConfigureAwait(false);
+            return await Task.Factory.StartNew(
+                () => Consume(pipe, outputPath, options, expandOnly, kind, counting, name, sink, factory, linked.Token),
+                linked.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
         }
         catch
         {
@@ -111,7 +102,7 @@ public static class DiskImageWriter
     }
 
     private static DiskWriteResult Consume(
-        ChannelReader<(byte[] Buffer, int Count)> filled, ChannelWriter<byte[]> free, string outputPath,
+        ChunkPipe pipe, string outputPath,
         DiskWriteOptions options, bool expandOnly, CompressionKind kind, CountingStream counting, string name,
         IOperationSink sink, TargetFactory? factory, CancellationToken ct)
     {
@@ -125,23 +116,9 @@ public static class DiskImageWriter
         {
             while (true)
             {
-                (byte[] Buffer, int Count) chunk;
-                try
+                if (!pipe.Take(out var chunk))
                 {
-                    if (!filled.TryRead(out chunk))
-                    {
-                        if (!filled.WaitToReadAsync(ct).AsTask().GetAwaiter().GetResult())
-                        {
-                            break;
-                        }
-
-                        continue;
-                    }
-                }
-                catch (ChannelClosedException closed) when (closed.InnerException is not null)
-                {
-                    ExceptionDispatchInfo.Capture(closed.InnerException).Throw();
-                    throw;
+                    break;
                 }
 
                 if (target is null)
@@ -161,17 +138,11 @@ public static class DiskImageWriter
                 if (prev is { } p)
                 {
                     target.Append(p.Buffer, p.Count);
-                    free.TryWrite(p.Buffer);
+                    pipe.Return(p.Buffer);
                 }
 
                 prev = chunk;
                 sink.Progress(new ProgressInfo(activity, "Write", counting.Count, options.InputLength));
-            }
-
-            // WaitToReadAsync returns false without throwing when the producer completed with an error.
-            if (filled.Completion.IsFaulted)
-            {
-                ExceptionDispatchInfo.Capture(filled.Completion.Exception!.InnerException!).Throw();
             }
 
             ct.ThrowIfCancellationRequested();

@@ -16,6 +16,7 @@ internal abstract class ChannelFedStream : ForwardReadStream
     private readonly ChannelReader<PooledChunk> _reader;
     private readonly CancellationTokenSource _stop;
     private readonly TimeSpan _producerGrace;
+    private readonly ManualResetEventSlim? _written;
     private byte[]? _current;
     private int _count;
     private int _offset;
@@ -23,11 +24,18 @@ internal abstract class ChannelFedStream : ForwardReadStream
     private bool _disposed;
 
     /// <param name="producerGrace">How long Dispose waits for the cancelled producer, so no request outlives the stream.</param>
-    protected ChannelFedStream(ChannelReader<PooledChunk> reader, CancellationTokenSource stop, TimeSpan producerGrace)
+    /// <param name="written">
+    /// Set by the producer after each chunk it writes and once it completes the channel. With it, a synchronous
+    /// Read (the decoder's dedicated thread) waits on the event; without it, on the channel's ValueTask, whose
+    /// wake-up is a continuation that needs a free thread-pool thread, which a fresh process may not have.
+    /// </param>
+    protected ChannelFedStream(ChannelReader<PooledChunk> reader, CancellationTokenSource stop, TimeSpan producerGrace,
+        ManualResetEventSlim? written = null)
     {
         _reader = reader;
         _stop = stop;
         _producerGrace = producerGrace;
+        _written = written;
     }
 
     /// <summary>Set by the derived class once its producer runs.</summary>
@@ -37,6 +45,11 @@ internal abstract class ChannelFedStream : ForwardReadStream
 
     public override int Read(Span<byte> buffer)
     {
+        if (_written is not null)
+        {
+            return NextChunkBlocking(_written) ? CopyOut(buffer) : 0;
+        }
+
         var pending = NextChunkAsync(CancellationToken.None);
         bool more = pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
         return more ? CopyOut(buffer) : 0;
@@ -81,6 +94,33 @@ internal abstract class ChannelFedStream : ForwardReadStream
                 System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
                 throw;
             }
+        }
+
+        return true;
+    }
+
+    /// <summary>As <see cref="NextChunkAsync"/>, blocking on the producer's event: reset before looking, so no write is missed.</summary>
+    private bool NextChunkBlocking(ManualResetEventSlim written)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        while (_current is null || _offset == _count)
+        {
+            Release();
+            written.Reset();
+            if (_reader.TryRead(out var chunk))
+            {
+                (_current, _count, _offset) = (chunk.Buffer, chunk.Count, 0);
+                continue;
+            }
+
+            if (_reader.Completion.IsCompleted)
+            {
+                // The producer's own exception (DigestMismatch…), as the asynchronous path rethrows it.
+                _reader.Completion.GetAwaiter().GetResult();
+                return false;
+            }
+
+            written.Wait();
         }
 
         return true;

@@ -26,19 +26,22 @@ public sealed partial class RegistryClient
         });
         var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var written = new ManualResetEventSlim(false, spinCount: 0);
         var producer = Task.Run(async () =>
         {
             try
             {
                 await FetchAsync(image, start, prefix,
-                    (buffer, count, token) => channel.Writer.WriteAsync(new PooledChunk(buffer, count), token),
+                    (buffer, count, token) => WriteAndSignal(channel.Writer, new PooledChunk(buffer, count), written, token),
                     rewind: null, () => connected.TrySetResult(), stop.Token).ConfigureAwait(false);
                 channel.Writer.TryComplete();
+                written.Set();
                 connected.TrySetResult();
             }
             catch (Exception ex)
             {
                 channel.Writer.TryComplete(ex);
+                written.Set();
                 connected.TrySetException(ex);
             }
         }, CancellationToken.None);
@@ -54,6 +57,25 @@ public sealed partial class RegistryClient
             throw;
         }
 
-        return new VerifiedBlobStream(channel.Reader, stop, producer, image.Size - start);
+        return new VerifiedBlobStream(channel.Reader, stop, producer, image.Size - start, written);
+    }
+
+    /// <summary>Writes the chunk, then wakes a reader blocked in a synchronous Read (see ChannelFedStream).</summary>
+    internal static ValueTask WriteAndSignal(ChannelWriter<PooledChunk> writer, PooledChunk chunk, ManualResetEventSlim written, CancellationToken ct)
+    {
+        ValueTask write = writer.WriteAsync(chunk, ct);
+        if (write.IsCompletedSuccessfully)
+        {
+            written.Set();
+            return write;
+        }
+
+        return Slow(write, written);
+
+        static async ValueTask Slow(ValueTask write, ManualResetEventSlim written)
+        {
+            await write.ConfigureAwait(false);
+            written.Set();
+        }
     }
 }

@@ -10,8 +10,9 @@ internal sealed class VerifiedBlobStream : ChannelFedStream
 {
     private readonly long _length;
 
-    public VerifiedBlobStream(ChannelReader<PooledChunk> reader, CancellationTokenSource stop, Task producer, long length)
-        : base(reader, stop, TimeSpan.FromSeconds(5))
+    public VerifiedBlobStream(ChannelReader<PooledChunk> reader, CancellationTokenSource stop, Task producer, long length,
+        ManualResetEventSlim? written = null)
+        : base(reader, stop, TimeSpan.FromSeconds(5), written)
     {
         Producer = producer;
         _length = length;

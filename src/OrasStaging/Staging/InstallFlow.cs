@@ -96,8 +96,9 @@ internal sealed class InstallFlow
         // -Force means "do not trust what is on disk", and that includes a kept blob: it is downloaded again and
         // the kept copy replaced.
         bool fromCache = !request.Force && cache is not null && cache.Contains(layer.Digest);
-        CheckFreeSpace(folder, layer, keepBlobTo: cache is not null && !fromCache ? cache : null);
+        // Stale prefixes go first: their space is free for this run, and what is left is reused and not needed again.
         ResumePrefix.Sweep(request.Path, cache, layer, request.Force, _sink);
+        CheckFreeSpace(request.Path, folder, layer, cache, fromCache);
 
         using var partial = PartialFile.RandomBeside(request.Path);
         try
@@ -145,19 +146,32 @@ internal sealed class InstallFlow
         }
     }
 
-    private static void CheckFreeSpace(string folder, ResolvedLayer layer, BlobCache? keepBlobTo)
+    /// <summary>
+    /// Bytes the run still needs: in the image's folder, the image (the compressed size is a floor for it, since a
+    /// qcow2 holds at least as many data bytes as gzip left; an annotation may give the real size) plus, for a
+    /// download, the part of the blob its resume prefix beside the image does not hold yet; with -KeepBlob, the
+    /// prefix is in the kept-blob folder instead, which needs the blob less what it already holds there.
+    /// </summary>
+    internal static (long Folder, long KeepFolder) SpaceNeeded(ResolvedLayer layer, bool download, bool keepBlob, long held)
     {
-        // The compressed size is a floor for what the image takes (a qcow2 holds at least as many data bytes as
-        // gzip left); an annotation may give the real size.
-        long needed = Math.Max(layer.Size, layer.DeclaredImageSize ?? 0) + SpaceMargin;
-        DiskSpace.Require(folder, needed, $"staging {Units.Bytes(layer.Size)} of {Units.ShortDigest(layer.Digest)}",
+        long image = Math.Max(layer.Size, layer.DeclaredImageSize ?? 0) + SpaceMargin;
+        long rest = download ? Math.Max(0, layer.Size - held) : 0;
+        return keepBlob ? (image, download ? rest + SpaceMargin : 0) : (image + rest, 0);
+    }
+
+    private static void CheckFreeSpace(string imagePath, string folder, ResolvedLayer layer, BlobCache? cache, bool fromCache)
+    {
+        long held = fromCache ? 0 : ResumePrefix.For(imagePath, cache, layer).ReusableBytes(layer);
+        var (needed, keepNeeded) = SpaceNeeded(layer, download: !fromCache, keepBlob: cache is not null, held);
+        DiskSpace.Require(folder, needed, $"staging {Units.Bytes(layer.Size)} of {Units.ShortDigest(layer.Digest)}"
+            + (held > 0 ? $" ({Units.Bytes(held)} of it already kept)" : ""),
             "Free some space or choose another destination.");
 
-        if (keepBlobTo is not null)
+        if (cache is not null && !fromCache)
         {
-            string keepFolder = Path.GetDirectoryName(keepBlobTo.PathFor(layer.Digest))!;
+            string keepFolder = Path.GetDirectoryName(cache.PathFor(layer.Digest))!;
             CreateFolder(keepFolder);
-            DiskSpace.Require(keepFolder, layer.Size + SpaceMargin, $"keeping the {Units.Bytes(layer.Size)} blob (-KeepBlob)",
+            DiskSpace.Require(keepFolder, keepNeeded, $"keeping the {Units.Bytes(layer.Size)} blob (-KeepBlob)",
                 "Free some space there or drop -KeepBlob.");
         }
     }

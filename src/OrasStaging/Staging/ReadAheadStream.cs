@@ -18,18 +18,22 @@ internal sealed class ReadAheadStream : ChannelFedStream
         {
             SingleReader = true,
             SingleWriter = true,
-        }), CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        }), CancellationTokenSource.CreateLinkedTokenSource(cancellationToken), new ManualResetEventSlim(false, spinCount: 0))
     {
     }
 
-    private ReadAheadStream(Stream source, int chunkSize, Channel<PooledChunk> chunks, CancellationTokenSource stop)
-        : base(chunks.Reader, stop, TimeSpan.FromSeconds(30))
+    private ReadAheadStream(Stream source, int chunkSize, Channel<PooledChunk> chunks, CancellationTokenSource stop, ManualResetEventSlim written)
+        : base(chunks.Reader, stop, TimeSpan.FromSeconds(30), written)
     {
         _source = source;
-        Producer = Task.Run(() => ProduceAsync(chunks.Writer, chunkSize, stop.Token));
+        Producer = Task.Run(async () =>
+        {
+            await ProduceAsync(chunks.Writer, chunkSize, written, stop.Token).ConfigureAwait(false);
+            written.Set();
+        });
     }
 
-    private async Task ProduceAsync(ChannelWriter<PooledChunk> writer, int chunkSize, CancellationToken ct)
+    private async Task ProduceAsync(ChannelWriter<PooledChunk> writer, int chunkSize, ManualResetEventSlim written, CancellationToken ct)
     {
         try
         {
@@ -63,7 +67,7 @@ internal sealed class ReadAheadStream : ChannelFedStream
                     break;
                 }
 
-                await writer.WriteAsync(new PooledChunk(buffer, filled), ct).ConfigureAwait(false);
+                await RegistryClient.WriteAndSignal(writer, new PooledChunk(buffer, filled), written, ct).ConfigureAwait(false);
                 if (filled < chunkSize)
                 {
                     // A short fill means the source returned 0: the end (and, for a verifying source, the check).

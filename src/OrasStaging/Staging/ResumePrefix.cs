@@ -74,6 +74,22 @@ internal sealed class ResumePrefix
         }
     }
 
+    /// <summary>
+    /// How many bytes of <paramref name="layer"/> this prefix holds that a run would reuse rather than download:
+    /// its record names the same digest and size, and the file has them (the record's offset is the watermark).
+    /// </summary>
+    public long ReusableBytes(ResolvedLayer layer, long? fileLength = null)
+    {
+        long length = fileLength ?? (File.Exists(Path) ? new FileInfo(Path).Length : 0);
+        if (length <= 0 || ReadRecord() is not { } record
+            || !DigestRules.AreEqual(record.Digest, layer.Digest) || record.Size != layer.Size)
+        {
+            return 0;
+        }
+
+        return Math.Max(0, Math.Min(record.Offset, Math.Min(length, layer.Size)));
+    }
+
     public ResumeRecord? ReadRecord()
     {
         try

@@ -41,12 +41,7 @@ internal sealed class ResumingSource(IStagingSource inner, ResumePrefix prefix, 
 
         try
         {
-            long kept = 0;
-            if (file.Length > 0 && inner is IResumableStagingSource && prefix.ReadRecord() is { } record
-                && DigestRules.AreEqual(record.Digest, layer.Digest) && record.Size == layer.Size)
-            {
-                kept = Math.Min(record.Offset, Math.Min(file.Length, layer.Size));
-            }
+            long kept = inner is IResumableStagingSource ? prefix.ReusableBytes(layer, file.Length) : 0;
 
             file.SetLength(kept);
             prefix.WriteRecord(layer, kept);
