@@ -12,8 +12,12 @@ namespace OrasStaging.DiskImages;
 /// </summary>
 internal sealed class EarlyWriteback
 {
-    /// <summary>Large enough that the calls cost nothing, small enough that the disk starts early.</summary>
-    private const long Step = 32L << 20;
+    /// <summary>
+    /// Large enough that the calls cost nothing, small enough that the disk never idles: on a 252 MB/s virtual disk a
+    /// local gzip to qcow2 of the 2 GiB bench image took 3.5 s (median) with 8 MiB steps against 3.85 s with 32 MiB;
+    /// 2 MiB was no better.
+    /// </summary>
+    private const long Step = 8L << 20;
 
     private const uint SyncFileRangeWrite = 2;
 
