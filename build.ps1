@@ -62,6 +62,8 @@ function Install-Prerequisite {
     if ($ForBench) {
         if (-not (Get-Command curl -ErrorAction Ignore)) { $missing += 'curl' }
         if (-not (Test-Path '/usr/bin/time')) { $missing += 'time' }
+        # The qcow2 bench's reflink row makes an XFS file system on a loop device.
+        if ($IsLinux -and -not (Get-Command mkfs.xfs -ErrorAction Ignore)) { $missing += 'xfsprogs' }
     }
     if (-not (Test-Path '/usr/bin/docker-registry') -and -not (Get-Command docker-registry -ErrorAction Ignore)) {
         $missing += 'docker-registry'
