@@ -10,7 +10,12 @@ namespace OrasStaging.DiskImages;
 /// </summary>
 internal sealed class RawWriter : IImageTarget
 {
-    private const int Cs = 64 * 1024;
+    /// <summary>
+    /// The unit of zero detection: the file system's block, so a zero block inside a data cluster stays a hole, as
+    /// qemu-img leaves it. Measured on the 2 GiB bench image: 586 MiB allocated against 652 MiB with 64 KiB units
+    /// (qemu-img convert: 585 MiB), with no measurable change in time.
+    /// </summary>
+    private const int Cs = 4 * 1024;
 
     private readonly FileStream _file;
     private readonly SafeFileHandle _handle;

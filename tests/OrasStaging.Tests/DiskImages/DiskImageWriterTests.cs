@@ -195,6 +195,36 @@ public class DiskImageWriterTests
         }
     }
 
+    /// <summary>
+    /// Zeros are found per file-system block (4 KiB), not per 64 KiB cluster: in a 1 MiB image whose every 64 KiB
+    /// holds 4 KiB of data and 60 KiB of zeros, only the data blocks are allocated (as qemu-img convert leaves it).
+    /// </summary>
+    [Fact]
+    public async Task RawLeavesZeroBlocksInsideDataClustersAsHoles()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        using var dir = new TempDir();
+        var image = new byte[1 << 20];
+        for (int cluster = 0; cluster < image.Length; cluster += 64 << 10)
+        {
+            Random.Shared.NextBytes(image.AsSpan(cluster, 4096));
+        }
+
+        string raw = dir.File("in.img");
+        File.WriteAllBytes(raw, image);
+        string output = dir.File("out.img");
+        await Write(TestInputs.Encode(dir, raw, "gzip"), output, new DiskWriteOptions { Format = DiskImageFormat.Raw });
+        Assert.Equal(image, File.ReadAllBytes(output));
+        var (_, blocks) = ImageTools.Run("stat", "-c", "%b %B", output);
+        var f = blocks.Trim().Split(' ');
+        long allocated = long.Parse(f[0]) * long.Parse(f[1]);
+        Assert.True(allocated <= 16 * 4096 + (64 << 10), $"{allocated} bytes allocated for 64 KiB of data in 4 KiB blocks.");
+    }
+
     [Theory]
     [InlineData("ours")]
     [InlineData("qemu")]
