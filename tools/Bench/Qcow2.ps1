@@ -142,16 +142,31 @@ Write-Host ("qcow2 +8 GiB: growth in place / qemu-img convert+resize {0:N3}, / o
 # Warm session: both ours in one pwsh, after a warm-up of each, timing the cmdlet alone (no process start, no JIT
 # of the first call). A sub-second growth is otherwise mostly start-up; this is the comparison the issue's 0.05 means.
 # CPU is the process's user+sys over the cmdlet, which shows what the wall time hides on a loaded machine.
-$warmScript = @"
+function Get-WarmPrelude([string] $Clear) {
+    # The start of a warm-session script: the module, and Time, which runs a block after $Clear and prints its wall
+    # and CPU (the process's user+sys) seconds.
+    @"
 Import-Module '$ModulePath'
 `$p = [Diagnostics.Process]::GetCurrentProcess()
 function Time([scriptblock] `$run) {
-    Get-ChildItem '$RunPath' -Force | Remove-Item -Recurse -Force
+    $Clear
     `$p.Refresh(); `$cpu = `$p.TotalProcessorTime; `$clock = [Diagnostics.Stopwatch]::StartNew()
     `$null = & `$run
     `$wall = `$clock.Elapsed.TotalSeconds; `$p.Refresh()
     '{0} {1}' -f `$wall.ToString([cultureinfo]::InvariantCulture), (`$p.TotalProcessorTime - `$cpu).TotalSeconds.ToString([cultureinfo]::InvariantCulture)
 }
+
+"@
+}
+
+function ConvertFrom-WarmLine($Lines) {
+    foreach ($line in $Lines) {
+        $f = "$line" -split ' '
+        [pscustomobject]@{ Mode = $f[0]; Wall = [double]::Parse($f[1], [cultureinfo]::InvariantCulture); Cpu = [double]::Parse($f[2], [cultureinfo]::InvariantCulture) }
+    }
+}
+
+$warmScript = (Get-WarmPrelude "Get-ChildItem '$RunPath' -Force | Remove-Item -Recurse -Force") + @"
 `$grow = { Convert-DiskImage '$qcow2' '$outQcow2' -GrowBy 8GB -ErrorAction Stop }
 `$full = { Convert-DiskImage '$qcow2' '$outQcow2' -GrowBy 8GB -Reencode -ErrorAction Stop }
 `$raw = { Convert-DiskImage '$qcow2' '$outRaw' -ErrorAction Stop }
@@ -161,10 +176,7 @@ for (`$i = 0; `$i -lt $Repetitions; `$i++) { 'grow ' + (Time `$grow); 'full ' + 
 $warm = & $PwshPath @($PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $warmScript))
 if ($LASTEXITCODE -ne 0) { throw "The warm-session run failed: $warm" }
 Get-ChildItem $RunPath -Force | Remove-Item -Recurse -Force
-$warmRows = foreach ($line in $warm) {
-    $f = "$line" -split ' '
-    [pscustomobject]@{ Mode = $f[0]; Wall = [double]::Parse($f[1], [cultureinfo]::InvariantCulture); Cpu = [double]::Parse($f[2], [cultureinfo]::InvariantCulture) }
-}
+$warmRows = ConvertFrom-WarmLine $warm
 function Get-WarmMedian($Mode, $Field) { Get-Median (@($warmRows | Where-Object Mode -eq $Mode).$Field) }
 Write-Host ("warm session (one pwsh, cmdlet only, medians of {0}): growth in place {1:N2}s wall / {2:N2}s CPU, -Reencode full conversion {3:N2}s / {4:N2}s, to raw {5:N2}s / {6:N2}s" -f
     $Repetitions, (Get-WarmMedian grow Wall), (Get-WarmMedian grow Cpu), (Get-WarmMedian full Wall), (Get-WarmMedian full Cpu), (Get-WarmMedian raw Wall), (Get-WarmMedian raw Cpu))
@@ -191,16 +203,7 @@ if ((id -u) -eq '0' -and (Get-Command mkfs.xfs -ErrorAction Ignore) -and (Get-Co
         $xfsInput = Join-Path $xfsMount 'in.qcow2'
         $xfsOutput = Join-Path $xfsMount 'out.qcow2'
         Copy-Item $qcow2 $xfsInput
-        $reflinkScript = @"
-Import-Module '$ModulePath'
-`$p = [Diagnostics.Process]::GetCurrentProcess()
-function Time([scriptblock] `$run) {
-    Remove-Item '$xfsOutput' -ErrorAction Ignore
-    `$p.Refresh(); `$cpu = `$p.TotalProcessorTime; `$clock = [Diagnostics.Stopwatch]::StartNew()
-    `$null = & `$run
-    `$wall = `$clock.Elapsed.TotalSeconds; `$p.Refresh()
-    '{0} {1}' -f `$wall.ToString([cultureinfo]::InvariantCulture), (`$p.TotalProcessorTime - `$cpu).TotalSeconds.ToString([cultureinfo]::InvariantCulture)
-}
+        $reflinkScript = (Get-WarmPrelude "Remove-Item '$xfsOutput' -ErrorAction Ignore") + @"
 `$grow = { Convert-DiskImage '$xfsInput' '$xfsOutput' -GrowBy 8GB -ErrorAction Stop }
 `$full = { Convert-DiskImage '$xfsInput' '$xfsOutput' -GrowBy 8GB -Reencode -ErrorAction Stop }
 `$null = Time `$grow; `$null = Time `$full
@@ -210,10 +213,7 @@ Remove-Item '$xfsOutput' -ErrorAction Ignore; `$null = & `$grow
         $reflink = & $PwshPath @($PwshPrefix + @('-NoProfile', '-NonInteractive', '-Command', $reflinkScript))
         if ($LASTEXITCODE -ne 0) { throw "The reflink run failed: $reflink" }
         $check = (& qemu-img check $xfsOutput 2>&1) -join ' '
-        $warmRows = foreach ($line in $reflink) {
-            $f = "$line" -split ' '
-            [pscustomobject]@{ Mode = $f[0]; Wall = [double]::Parse($f[1], [cultureinfo]::InvariantCulture); Cpu = [double]::Parse($f[2], [cultureinfo]::InvariantCulture) }
-        }
+        $warmRows = ConvertFrom-WarmLine $reflink
         Write-Host ("reflink (XFS on a loop device, one warm pwsh, medians of {0}): growth in place {1:N3}s wall / {2:N3}s CPU, -Reencode full conversion {3:N2}s / {4:N2}s; growth / full {5:N3} wall (target <= 0.05); qemu-img check of the grown copy: {6}" -f
             $Repetitions, (Get-WarmMedian grow Wall), (Get-WarmMedian grow Cpu), (Get-WarmMedian full Wall), (Get-WarmMedian full Cpu),
             ((Get-WarmMedian grow Wall) / (Get-WarmMedian full Wall)), $(if ($check -match 'No errors were found') { 'clean' } else { $check }))
