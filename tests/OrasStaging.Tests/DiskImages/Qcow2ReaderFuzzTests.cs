@@ -58,7 +58,9 @@ public sealed class Qcow2ReaderFuzzTests : IDisposable
         }
         finally
         {
-            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(2), $"took {sw.Elapsed}");
+            // A hang guard, not a speed check: the images are a few hundred KiB, so a reader that loops over a
+            // header's huge table size instead of the file's bounds runs for minutes, far past this.
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), $"reading a small damaged image took {sw.Elapsed}: a loop bounded by a header field?");
         }
     }
 
@@ -128,7 +130,6 @@ public sealed class Qcow2ReaderFuzzTests : IDisposable
     [Fact]
     public void RandomMetadataDamageFailsCleanly()
     {
-        var sw = Stopwatch.StartNew();
         var rng = new Random(12345);
         long[] regions = [0, _l1At, _l2At];
         int corrupt = 0;
@@ -149,6 +150,5 @@ public sealed class Qcow2ReaderFuzzTests : IDisposable
         }
 
         Assert.True(corrupt > 30, $"only {corrupt} of 150 damaged images were refused");
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(15), $"took {sw.Elapsed}");
     }
 }

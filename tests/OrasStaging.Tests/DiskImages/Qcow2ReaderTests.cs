@@ -127,14 +127,12 @@ public class Qcow2ReaderTests
     [MemberData(nameof(Layouts))]
     public void ReadsLikeQemu(string name, string[] options)
     {
-        var sw = Stopwatch.StartNew();
         using var dir = new TempDir();
         string raw = Qcow2Fixtures.Raw(dir, (9L << 20) + 1536, seed: name.GetHashCode() & 0xFFFF); // odd size: not a cluster multiple
         string qcow2 = Qcow2Fixtures.Convert(dir, raw, name + ".qcow2", options);
         byte[] expected = File.ReadAllBytes(raw);
         Qcow2Fixtures.AssertSameBytes(expected, Qcow2Fixtures.OracleRaw(dir, qcow2));
         Qcow2Fixtures.AssertSameBytes(expected, Qcow2Fixtures.OurRaw(qcow2));
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"{name} took {sw.Elapsed}");
     }
 
     [Fact]
