@@ -95,23 +95,17 @@ internal static class Decoders
     /// DeflateStream per cluster does, so the native one is the default wherever it loads. Same switch as streams.
     /// </summary>
     public static IsalInflate? ClusterInflater(DecoderChoice choice) =>
-        UseNativeForClusters(CompressionKind.Gzip, choice) ? Isal.Value.Api : null;
+        UseNative(CompressionKind.Gzip, choice, clusters: true) ? Isal.Value.Api : null;
 
     /// <summary>libzstd for the zstd clusters of a qcow2, or null for ZstdSharp; the rule of <see cref="ClusterInflater"/>.</summary>
     public static LibZstd? ClusterZstd(DecoderChoice choice) =>
-        UseNativeForClusters(CompressionKind.Zstd, choice) ? Zstd.Value.Api : null;
-
-    private static bool UseNativeForClusters(CompressionKind kind, DecoderChoice choice) => choice switch
-    {
-        DecoderChoice.Managed => false,
-        DecoderChoice.Native => HasNative(kind) ? true : throw new InvalidOperationException($"No native {kind} decoder: {Describe(kind)}"),
-        _ => !Forced("managed") && HasNative(kind),
-    };
+        UseNative(CompressionKind.Zstd, choice, clusters: true) ? Zstd.Value.Api : null;
 
     private static bool Forced(string value) =>
         string.Equals(Environment.GetEnvironmentVariable(Switch), value, StringComparison.OrdinalIgnoreCase);
 
-    private static bool UseNative(CompressionKind kind, DecoderChoice choice)
+    /// <param name="clusters">For qcow2 clusters, where ISA-L is preferred over zlib-ng too (see <see cref="ClusterInflater"/>).</param>
+    private static bool UseNative(CompressionKind kind, DecoderChoice choice, bool clusters = false)
     {
         if (kind is not (CompressionKind.Gzip or CompressionKind.Zstd) || choice == DecoderChoice.Managed)
         {
@@ -128,6 +122,6 @@ internal static class Decoders
             return false;
         }
 
-        return HasNative(kind) && (kind == CompressionKind.Zstd || !RuntimeGzipIsFast || Forced("native"));
+        return HasNative(kind) && (clusters || kind == CompressionKind.Zstd || !RuntimeGzipIsFast || Forced("native"));
     }
 }

@@ -23,6 +23,9 @@ internal sealed class LibZstd
     public delegate nuint FreeFn(IntPtr stream);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    public delegate nuint InitFn(IntPtr stream);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     public delegate nuint DecompressFn(IntPtr stream, ref Buffer output, ref Buffer input);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
@@ -47,6 +50,9 @@ internal sealed class LibZstd
     public FreeFn Free { get; private set; } = null!;
 
     public DecompressFn Decompress { get; private set; } = null!;
+
+    /// <summary>ZSTD_initDStream: a context back to the start of a frame; null where the library lacks it (the streams do not need it).</summary>
+    public InitFn? Init { get; private set; }
 
     public IsErrorFn IsError { get; private set; } = null!;
 
@@ -92,6 +98,7 @@ internal sealed class LibZstd
             Create = create,
             Free = free,
             Decompress = decompress,
+            Init = Export<InitFn>("ZSTD_initDStream"),
             IsError = isError,
             ErrorName = errorName,
         };

@@ -9,19 +9,14 @@ namespace OrasStaging.Compression;
 /// </summary>
 internal sealed class LibZstdFrameDecoder : IDisposable
 {
-    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-    private delegate nuint InitFn(IntPtr stream);
-
-    private static InitFn? s_init;
-
     private readonly LibZstd _api;
-    private readonly InitFn _init;
+    private readonly LibZstd.InitFn _init;
     private IntPtr _context;
 
     public LibZstdFrameDecoder(LibZstd api)
     {
         _api = api;
-        _init = s_init ??= LoadInit(api) ?? throw new InvalidOperationException($"{api.Library} lacks ZSTD_initDStream.");
+        _init = api.Init ?? throw new InvalidOperationException($"{api.Library} lacks ZSTD_initDStream.");
         _context = api.Create();
         if (_context == IntPtr.Zero)
         {
@@ -76,11 +71,6 @@ internal sealed class LibZstdFrameDecoder : IDisposable
 
     private nuint Check(nuint code) =>
         _api.IsError(code) != 0 ? throw new InvalidDataException($"{_api.Describe(code)} (libzstd)") : code;
-
-    private static InitFn? LoadInit(LibZstd api) =>
-        NativeLibrary.TryLoad(api.Library, out IntPtr handle) && NativeLibrary.TryGetExport(handle, "ZSTD_initDStream", out IntPtr p)
-            ? Marshal.GetDelegateForFunctionPointer<InitFn>(p)
-            : null;
 
     public void Dispose()
     {

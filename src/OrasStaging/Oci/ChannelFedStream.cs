@@ -16,7 +16,7 @@ internal abstract class ChannelFedStream : ForwardReadStream
     private readonly ChannelReader<PooledChunk> _reader;
     private readonly CancellationTokenSource _stop;
     private readonly TimeSpan _producerGrace;
-    private readonly ManualResetEventSlim? _written;
+    private readonly ManualResetEventSlim _written;
     private byte[]? _current;
     private int _count;
     private int _offset;
@@ -25,12 +25,13 @@ internal abstract class ChannelFedStream : ForwardReadStream
 
     /// <param name="producerGrace">How long Dispose waits for the cancelled producer, so no request outlives the stream.</param>
     /// <param name="written">
-    /// Set by the producer after each chunk it writes and once it completes the channel. With it, a synchronous
-    /// Read (the decoder's dedicated thread) waits on the event; without it, on the channel's ValueTask, whose
-    /// wake-up is a continuation that needs a free thread-pool thread, which a fresh process may not have.
+    /// Set by the producer after each chunk it writes (<see cref="WriteAndSignal"/>) and once it completes the
+    /// channel. A synchronous Read (the decoder's dedicated thread) waits on it rather than on the channel's
+    /// ValueTask, whose wake-up is a continuation that needs a free thread-pool thread, which a fresh process may
+    /// not have.
     /// </param>
     protected ChannelFedStream(ChannelReader<PooledChunk> reader, CancellationTokenSource stop, TimeSpan producerGrace,
-        ManualResetEventSlim? written = null)
+        ManualResetEventSlim written)
     {
         _reader = reader;
         _stop = stop;
@@ -43,16 +44,25 @@ internal abstract class ChannelFedStream : ForwardReadStream
 
     public override long Position { get => _position; set => throw new NotSupportedException(); }
 
-    public override int Read(Span<byte> buffer)
+    public override int Read(Span<byte> buffer) => NextChunkBlocking(_written) ? CopyOut(buffer) : 0;
+
+    /// <summary>The producer's write: the chunk into the channel, then the reader blocked in a synchronous Read woken.</summary>
+    internal static ValueTask WriteAndSignal(ChannelWriter<PooledChunk> writer, PooledChunk chunk, ManualResetEventSlim written, CancellationToken ct)
     {
-        if (_written is not null)
+        ValueTask write = writer.WriteAsync(chunk, ct);
+        if (write.IsCompletedSuccessfully)
         {
-            return NextChunkBlocking(_written) ? CopyOut(buffer) : 0;
+            written.Set();
+            return write;
         }
 
-        var pending = NextChunkAsync(CancellationToken.None);
-        bool more = pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
-        return more ? CopyOut(buffer) : 0;
+        return Slow(write, written);
+
+        static async ValueTask Slow(ValueTask write, ManualResetEventSlim written)
+        {
+            await write.ConfigureAwait(false);
+            written.Set();
+        }
     }
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>

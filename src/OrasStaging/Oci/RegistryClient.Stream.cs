@@ -32,7 +32,7 @@ public sealed partial class RegistryClient
             try
             {
                 await FetchAsync(image, start, prefix,
-                    (buffer, count, token) => WriteAndSignal(channel.Writer, new PooledChunk(buffer, count), written, token),
+                    (buffer, count, token) => ChannelFedStream.WriteAndSignal(channel.Writer, new PooledChunk(buffer, count), written, token),
                     rewind: null, () => connected.TrySetResult(), stop.Token).ConfigureAwait(false);
                 channel.Writer.TryComplete();
                 written.Set();
@@ -58,24 +58,5 @@ public sealed partial class RegistryClient
         }
 
         return new VerifiedBlobStream(channel.Reader, stop, producer, image.Size - start, written);
-    }
-
-    /// <summary>Writes the chunk, then wakes a reader blocked in a synchronous Read (see ChannelFedStream).</summary>
-    internal static ValueTask WriteAndSignal(ChannelWriter<PooledChunk> writer, PooledChunk chunk, ManualResetEventSlim written, CancellationToken ct)
-    {
-        ValueTask write = writer.WriteAsync(chunk, ct);
-        if (write.IsCompletedSuccessfully)
-        {
-            written.Set();
-            return write;
-        }
-
-        return Slow(write, written);
-
-        static async ValueTask Slow(ValueTask write, ManualResetEventSlim written)
-        {
-            await write.ConfigureAwait(false);
-            written.Set();
-        }
     }
 }

@@ -11,7 +11,7 @@ internal sealed class VerifiedBlobStream : ChannelFedStream
     private readonly long _length;
 
     public VerifiedBlobStream(ChannelReader<PooledChunk> reader, CancellationTokenSource stop, Task producer, long length,
-        ManualResetEventSlim? written = null)
+        ManualResetEventSlim written)
         : base(reader, stop, TimeSpan.FromSeconds(5), written)
     {
         Producer = producer;

@@ -67,7 +67,7 @@ internal sealed class ReadAheadStream : ChannelFedStream
                     break;
                 }
 
-                await RegistryClient.WriteAndSignal(writer, new PooledChunk(buffer, filled), written, ct).ConfigureAwait(false);
+                await WriteAndSignal(writer, new PooledChunk(buffer, filled), written, ct).ConfigureAwait(false);
                 if (filled < chunkSize)
                 {
                     // A short fill means the source returned 0: the end (and, for a verifying source, the check).
