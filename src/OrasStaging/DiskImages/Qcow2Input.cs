@@ -70,7 +70,7 @@ internal static class Qcow2Input
     /// <summary>
     /// A checked local qcow2 kept as qcow2: copied into the uncommitted <paramref name="outputPath"/> by the file
     /// system (File.Copy: a reflink where the file system has them, else copy_file_range, so no byte passes through
-    /// this process), grown in place, then flushed once. The grow re-checks the copy's mapping.
+    /// this process), grown in place and flushed once (<see cref="GrowInPlaceAndFlush"/>). The grow re-checks the copy's mapping.
     /// </summary>
     public static DiskWriteResult CopyAndGrow(Qcow2Image input, string inputPath, string outputPath, DiskWriteOptions options, IOperationSink sink)
     {
@@ -78,11 +78,7 @@ internal static class Qcow2Input
         {
             File.Copy(inputPath, outputPath, overwrite: false);
             MakeWritable(outputPath);
-            long grown = GrowInPlace(outputPath, input.VirtualSize, options, sink);
-            using (var file = new FileStream(outputPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None, bufferSize: 0))
-            {
-                file.Flush(flushToDisk: true);
-            }
+            long grown = GrowInPlaceAndFlush(outputPath, input.VirtualSize, options, sink);
 
             long length = new FileInfo(outputPath).Length;
             sink.Verbose($"Copied the qcow2 ({Units.Bytes(input.FileLength)}) as is: virtual size {Units.Bytes(grown)}, file {Units.Bytes(length)}.");
@@ -108,20 +104,26 @@ internal static class Qcow2Input
     }
 
     /// <summary>
-    /// Grows the copy at <paramref name="path"/> in place when the options ask for a larger virtual size. The copy
-    /// is an uncommitted partial the caller flushes once, so the grow's steps are not flushed one by one.
+    /// Grows the copy at <paramref name="path"/> in place when the options ask for a larger virtual size, then
+    /// flushes it to disk once, for the copy and the growth together: the copy is an uncommitted partial, so the
+    /// grow's steps are not flushed one by one.
     /// </summary>
-    public static long GrowInPlace(string path, long inputSize, DiskWriteOptions options, IOperationSink sink)
+    public static long GrowInPlaceAndFlush(string path, long inputSize, DiskWriteOptions options, IOperationSink sink)
     {
         long size = TargetSize(inputSize, options);
-        if (size == inputSize)
+        if (size != inputSize)
         {
-            return size;
+            var grown = Qcow2Grow.Grow(path, size, flushSteps: false);
+            sink.Verbose($"Grew the qcow2 in place from {Units.Bytes(grown.OldVirtualSize)} to {Units.Bytes(grown.NewVirtualSize)}{(grown.L1Moved ? " (L1 table moved)" : string.Empty)}.");
+            size = grown.NewVirtualSize;
         }
 
-        var grown = Qcow2Grow.Grow(path, size, flushSteps: false);
-        sink.Verbose($"Grew the qcow2 in place from {Units.Bytes(grown.OldVirtualSize)} to {Units.Bytes(grown.NewVirtualSize)}{(grown.L1Moved ? " (L1 table moved)" : string.Empty)}.");
-        return grown.NewVirtualSize;
+        using (var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None, bufferSize: 0))
+        {
+            file.Flush(flushToDisk: true);
+        }
+
+        return size;
     }
 }
 
@@ -214,11 +216,7 @@ internal sealed class Qcow2InputTarget : IImageTarget
             // The whole mapping is checked before the copy is grown or handed back.
         }
 
-        long grown = Qcow2Input.GrowInPlace(_outputPath, _header.VirtualSize, _options, _sink);
-        using (var file = new FileStream(_outputPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None, bufferSize: 0))
-        {
-            file.Flush(flushToDisk: true); // once, for the copy and the growth together
-        }
+        long grown = Qcow2Input.GrowInPlaceAndFlush(_outputPath, _header.VirtualSize, _options, _sink);
 
         return (grown, new FileInfo(_outputPath).Length);
     }
