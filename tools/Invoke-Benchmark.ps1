@@ -77,6 +77,7 @@ function Invoke-MeasuredInSession {
     Set-Content /proc/self/clear_refs '5' -ErrorAction Ignore
     $proc = [Diagnostics.Process]::GetCurrentProcess()
     $cpu = $proc.TotalProcessorTime
+    Sync-BenchDisk
     $poller = Start-DiskPoller -Folder $RunPath -LogPath (Join-Path $WorkPath 'disk.log')
     $clock = [Diagnostics.Stopwatch]::StartNew()
     $null = & $Action

@@ -52,6 +52,12 @@ function Stop-DiskPoller($Poller) {
     ($values | Measure-Object -Maximum).Maximum
 }
 
+function Sync-BenchDisk {
+    # Before each timed run: write out what earlier runs left dirty (qemu-img, gzip and dd never fsync), so no run
+    # pays for another's write-back through its own fsync or a busy disk.
+    if (-not $IsWindows) { & sync }
+}
+
 function Invoke-TimedProcess {
     <#
         Runs a process under GNU time and returns its wall seconds, peak RSS (MB, of its process tree), user and
@@ -72,6 +78,7 @@ function Invoke-TimedProcess {
     foreach ($a in @('-f', '%e %M %U %S', '-o', $timeLog, $FilePath) + $Arguments) { $psi.ArgumentList.Add($a) }
     $psi.RedirectStandardOutput = $true
     $psi.RedirectStandardError = $true
+    Sync-BenchDisk
     $poller = if ($PollFolder) { Start-DiskPoller -Folder $PollFolder -LogPath (Join-Path $WorkPath 'disk.log') } else { $null }
     $clock = [Diagnostics.Stopwatch]::StartNew()
     $process = [Diagnostics.Process]::Start($psi)
@@ -104,5 +111,5 @@ function Get-Median([double[]] $Values) {
     if ($n % 2) { $sorted[[int][math]::Floor($n / 2)] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
 }
 
-Export-ModuleMember -Function New-BenchFolders, Get-ChildPwsh, Get-AllocatedBytes, Clear-BenchFolder, Start-DiskPoller,
+Export-ModuleMember -Function New-BenchFolders, Sync-BenchDisk, Get-ChildPwsh, Get-AllocatedBytes, Clear-BenchFolder, Start-DiskPoller,
     Stop-DiskPoller, Invoke-TimedProcess, Get-Median

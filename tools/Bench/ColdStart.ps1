@@ -47,6 +47,7 @@ Import-Module '$ModulePath'
 "`$import `$resolve `$first `$second"
 "@
     $rows = foreach ($rep in 1..$Repetitions) {
+        Sync-BenchDisk
         $clock = [Diagnostics.Stopwatch]::StartNew()
         $r = Invoke-ChildPwsh -Command $child -TimeoutSeconds 600
         $wall = $clock.Elapsed.TotalSeconds

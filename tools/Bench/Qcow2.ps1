@@ -150,6 +150,7 @@ Import-Module '$ModulePath'
 `$p = [Diagnostics.Process]::GetCurrentProcess()
 function Time([scriptblock] `$run) {
     $Clear
+    if (-not `$IsWindows) { sync }
     `$p.Refresh(); `$cpu = `$p.TotalProcessorTime; `$clock = [Diagnostics.Stopwatch]::StartNew()
     `$null = & `$run
     `$wall = `$clock.Elapsed.TotalSeconds; `$p.Refresh()

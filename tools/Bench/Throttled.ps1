@@ -46,6 +46,7 @@ if (-not $ImagePath) {
 function Clear-Run { Clear-BenchFolder $RunPath }
 
 function Measure-Seconds([scriptblock] $Action) {
+    Sync-BenchDisk
     $clock = [Diagnostics.Stopwatch]::StartNew()
     $null = & $Action
     [math]::Round($clock.Elapsed.TotalSeconds, 2)

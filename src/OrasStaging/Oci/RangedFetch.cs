@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
 
@@ -8,7 +9,8 @@ namespace OrasStaging.Oci;
 /// <see cref="RegistryOptions.ConnectionLimit"/> workers at once and handed on in order (hashed, then written)
 /// through a <see cref="ReorderBuffer"/>, so the digest check and the decoder see one ordered stream and memory stays
 /// at <see cref="Window"/> x <see cref="ChunkSize"/>. Why: one TCP connection to a CDN is often capped far below the
-/// link (issue 12). The first range fetched is a probe: a server that ignores Range, or answers another range or length,
+/// link (issue 12). Connections open one at a time, only while the reader waits on the network (<see cref="ConnectionGrowth"/>).
+/// The first range fetched is a probe: a server that ignores Range, or answers another range or length,
 /// makes <see cref="RunAsync"/> return where the ordered bytes end, and the caller's single-connection loop goes on
 /// from there; later ranges that do the same stop the workers the same way, without losing a delivered byte.
 /// Each range resumes on its own after a drop (the retry policy's count and backoff); a Retry-After pauses every
@@ -32,6 +34,7 @@ internal sealed partial class RangedFetch
     private Uri? _cdn;
     private int _allowed;
     private int _running;
+    private int _spawned;
     private long _pauseUntil;
     private volatile bool _fallback;
     private bool _probed;
@@ -60,13 +63,21 @@ internal sealed partial class RangedFetch
         using var buffer = new ReorderBuffer(Window);
         long position = start;
         _sink.Verbose($"Fetching blob {Units.ShortDigest(_image.Digest)} as {chunks} ranges over up to {_allowed} connections.");
-        Spawn(0, start, size, chunks, buffer, connected, stop);
+        Spawn(start, size, chunks, buffer, connected, stop);
+        var growth = new ConnectionGrowth();
         try
         {
             while (true)
             {
                 if (buffer.TryTakeNext() is { } pieces)
                 {
+                    if (Volatile.Read(ref _probed) && growth.Delivered(Stopwatch.GetTimestamp(), Bytes(pieces)) && !_fallback
+                        && Volatile.Read(ref _spawned) < Volatile.Read(ref _allowed) && buffer.NextDeliver < chunks)
+                    {
+                        Spawn(start, size, chunks, buffer, connected, stop);
+                        _sink.Verbose($"Opened connection {Volatile.Read(ref _spawned)} of up to {Volatile.Read(ref _allowed)} for blob {Units.ShortDigest(_image.Digest)}: the reader was waiting on the network.");
+                    }
+
                     foreach (var (piece, count) in pieces)
                     {
                         hash.AppendData(piece, 0, count);
@@ -90,7 +101,9 @@ internal sealed partial class RangedFetch
                     break;
                 }
 
+                long waitFrom = Stopwatch.GetTimestamp();
                 await buffer.WaitAsync(stop.Token).ConfigureAwait(false);
+                growth.Waited(Stopwatch.GetTimestamp() - waitFrom);
             }
         }
         catch (OperationCanceledException) when (_failure is not null && !ct.IsCancellationRequested)
@@ -129,8 +142,20 @@ internal sealed partial class RangedFetch
         return position;
     }
 
-    private void Spawn(int id, long start, long size, long chunks, ReorderBuffer buffer, Action connected, CancellationTokenSource stop)
+    private static long Bytes(List<(byte[] Buffer, int Count)> pieces)
     {
+        long n = 0;
+        foreach (var (_, count) in pieces)
+        {
+            n += count;
+        }
+
+        return n;
+    }
+
+    private void Spawn(long start, long size, long chunks, ReorderBuffer buffer, Action connected, CancellationTokenSource stop)
+    {
+        int id = Interlocked.Increment(ref _spawned) - 1;
         Interlocked.Increment(ref _running);
         lock (_gate)
         {
@@ -188,15 +213,11 @@ internal sealed partial class RangedFetch
                 }
 
                 buffer.Complete(index, pieces);
-                if (id == 0 && !local && !_probed)
+                if (id == 0 && !local && !Volatile.Read(ref _probed))
                 {
-                    _probed = true;
-                    // The probe held: the server honours Range with the right length, so the others may start.
+                    // The probe held: the server honours Range with the right length, so the reader may open others.
                     connected();
-                    for (int other = 1; other < _allowed; other++)
-                    {
-                        Spawn(other, start, size, chunks, buffer, connected, stop);
-                    }
+                    Volatile.Write(ref _probed, true);
                 }
             }
         }

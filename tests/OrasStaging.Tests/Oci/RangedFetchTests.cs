@@ -63,7 +63,8 @@ public sealed class RangedFetchTests : IDisposable
         InterlockedMax(ref _maxInFlight, now);
         try
         {
-            Thread.Sleep(30);
+            // 60 ms a range: a link of under 70 MB/s, slow enough for the reader to open more connections at once.
+            Thread.Sleep(60);
             FakeRegistry.ServeBytes(ctx, _img, honourRange, cutAfter, body);
         }
         finally
@@ -98,6 +99,91 @@ public sealed class RangedFetchTests : IDisposable
         Assert.Equal(Enumerable.Range(0, 6).Select(i => $"bytes={i * RangedFetch.ChunkSize}-{Math.Min(Size, (i + 1) * RangedFetch.ChunkSize) - 1}"),
             ranges.OrderBy(r => long.Parse(r![6..r!.IndexOf('-')])));
         Assert.True(_maxInFlight > 1, $"at most {_maxInFlight} bodies at once");
+    }
+
+    [Fact]
+    public async Task A_reader_slower_than_the_link_keeps_one_connection()
+    {
+        // The server answers at once and the writer the ranges go to is the bound (80 ms per piece of at most 1 MiB),
+        // so the reader never waits on the network: more connections would only cost CPU.
+        _reg.Intercept = ctx =>
+        {
+            if (!IsBlobGet(ctx)) return false;
+            int now = Interlocked.Increment(ref _inFlight);
+            InterlockedMax(ref _maxInFlight, now);
+            try { FakeRegistry.ServeBytes(ctx, _img, true, null, null); }
+            finally { Interlocked.Decrement(ref _inFlight); }
+            return true;
+        };
+        var options = new RegistryOptions { PlainHttp = true, RetryIntervalSec = 0, StallTimeout = TimeSpan.FromSeconds(10), ConnectionLimit = 4 };
+        var transport = new RegistryTransport(options, _sink);
+        var image = Blob();
+        var fetch = new RangedFetch(transport, _sink, image, new Uri($"http://{_reg.Host}/v2/lab/a/blobs/{image.Digest}"), "test");
+        using var ms = new MemoryStream();
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        long end = await fetch.RunAsync(0, hash, async (buffer, count, token) =>
+        {
+            ms.Write(buffer, 0, count);
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            await Task.Delay(80, token);
+        }, () => { }, Ct);
+
+        Assert.Equal(Size, end);
+        Assert.Equal(_img, ms.ToArray());
+        Assert.Equal(6, BlobRanges().Count);
+        // One worker asks for the next range as soon as it has read a body, before the server's handler has returned,
+        // so two handlers can overlap for a moment; a second connection is what the Verbose line would name.
+        Assert.True(_maxInFlight <= 2, $"{_maxInFlight} bodies at once");
+        Assert.DoesNotContain(_sink.Verbose, m => m.Contains("Opened connection", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_reader_waiting_on_a_slow_link_opens_connections_up_to_the_limit()
+    {
+        _reg.Intercept = ctx =>
+        {
+            if (!IsBlobGet(ctx)) return false;
+            Serve(ctx);
+            Thread.Sleep(170);
+            return true;
+        };
+        Assert.Equal(_img, await FetchAll(connections: 3));
+        Assert.True(_maxInFlight > 1, $"at most {_maxInFlight} bodies at once");
+        Assert.True(_maxInFlight <= 3, $"{_maxInFlight} bodies at once over a limit of 3");
+        Assert.Contains(_sink.Verbose, m => m.Contains("Opened connection 2 of up to 3", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Growth_is_judged_on_the_share_of_time_spent_waiting_and_on_a_fast_link_only_once_the_stages_after_it_are_full()
+    {
+        long ms = System.Diagnostics.Stopwatch.Frequency / 1000;
+        const long MiB = 1 << 20;
+        var g = new ConnectionGrowth();
+        Assert.False(g.Delivered(1000 * ms, 4 * MiB));         // starts the clock
+        g.Waited(60 * ms);
+        Assert.False(g.Delivered(1100 * ms, 4 * MiB));
+        Assert.True(g.Delivered(1200 * ms, 4 * MiB));          // 60 ms of 200 waiting on a 42 MB/s link: grow
+        g.Waited(30 * ms);
+        g.Delivered(1300 * ms, 4 * MiB);
+        Assert.False(g.Delivered(1600 * ms, 4 * MiB));         // 30 of 400: the reader is the bound
+        g.Waited(10 * ms);
+        g.Delivered(1610 * ms, 4 * MiB);
+        Assert.False(g.Delivered(1620 * ms, 4 * MiB));         // half the time, but 10 ms is noise
+
+        var fast = new ConnectionGrowth();
+        fast.Delivered(0, 4 * MiB);
+        long t = 0;
+        for (int i = 0; i < 3; i++)
+        {
+            // 8 MiB in 40 ms (210 MB/s), half of it waiting: the stages after the reader are still filling.
+            fast.Waited(20 * ms);
+            fast.Delivered(t += 20 * ms, 4 * MiB);
+            Assert.False(fast.Delivered(t += 20 * ms, 4 * MiB));
+        }
+
+        fast.Waited(20 * ms);
+        fast.Delivered(t += 20 * ms, 4 * MiB);
+        Assert.True(fast.Delivered(t += 20 * ms, 4 * MiB));    // 32 MiB in and still waiting: the link is the bound
     }
 
     [Fact]
