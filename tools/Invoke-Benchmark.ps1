@@ -76,8 +76,8 @@ function Invoke-MeasuredInSession {
     [GC]::Collect()
     Set-Content /proc/self/clear_refs '5' -ErrorAction Ignore
     $proc = [Diagnostics.Process]::GetCurrentProcess()
-    $cpu = $proc.TotalProcessorTime
     Sync-BenchDisk
+    $cpu = $proc.TotalProcessorTime
     $poller = Start-DiskPoller -Folder $RunPath -LogPath (Join-Path $WorkPath 'disk.log')
     $clock = [Diagnostics.Stopwatch]::StartNew()
     $null = & $Action

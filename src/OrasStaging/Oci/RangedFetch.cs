@@ -71,13 +71,7 @@ internal sealed partial class RangedFetch
             {
                 if (buffer.TryTakeNext() is { } pieces)
                 {
-                    if (Volatile.Read(ref _probed) && growth.Delivered(Stopwatch.GetTimestamp(), Bytes(pieces)) && !_fallback
-                        && Volatile.Read(ref _spawned) < Volatile.Read(ref _allowed) && buffer.NextDeliver < chunks)
-                    {
-                        Spawn(start, size, chunks, buffer, connected, stop);
-                        _sink.Verbose($"Opened connection {Volatile.Read(ref _spawned)} of up to {Volatile.Read(ref _allowed)} for blob {Units.ShortDigest(_image.Digest)}: the reader was waiting on the network.");
-                    }
-
+                    long before = position;
                     foreach (var (piece, count) in pieces)
                     {
                         hash.AppendData(piece, 0, count);
@@ -90,6 +84,13 @@ internal sealed partial class RangedFetch
                         pieces[i] = (Array.Empty<byte>(), 0);
                         await write(piece, count, ct).ConfigureAwait(false);
                         position += count;
+                    }
+
+                    if (Volatile.Read(ref _probed) && growth.Delivered(Stopwatch.GetTimestamp(), position - before) && !_fallback
+                        && Volatile.Read(ref _spawned) < Volatile.Read(ref _allowed) && buffer.NextDeliver < chunks)
+                    {
+                        Spawn(start, size, chunks, buffer, connected, stop);
+                        _sink.Verbose($"Opened connection {Volatile.Read(ref _spawned)} of up to {Volatile.Read(ref _allowed)} for blob {Units.ShortDigest(_image.Digest)}: the reader was waiting on the network.");
                     }
 
                     _sink.Progress(new ProgressInfo(_activity, "Download", position, size));
@@ -140,17 +141,6 @@ internal sealed partial class RangedFetch
         }
 
         return position;
-    }
-
-    private static long Bytes(List<(byte[] Buffer, int Count)> pieces)
-    {
-        long n = 0;
-        foreach (var (_, count) in pieces)
-        {
-            n += count;
-        }
-
-        return n;
     }
 
     private void Spawn(long start, long size, long chunks, ReorderBuffer buffer, Action connected, CancellationTokenSource stop)
