@@ -57,14 +57,15 @@ public sealed class RangedFetchTests : IDisposable
     private List<string?> BlobRanges() => _reg.Requests.Where(r => r.Path.Contains("/blobs/")).Select(r => r.Range).ToList();
 
     /// <summary>Serves the blob honouring Range, counting how many bodies are being sent at once.</summary>
-    private void Serve(HttpListenerContext ctx, bool honourRange = true, int? cutAfter = null, byte[]? body = null)
+    private void Serve(HttpListenerContext ctx, bool honourRange = true, int? cutAfter = null, byte[]? body = null, int slowerBy = 0)
     {
         int now = Interlocked.Increment(ref _inFlight);
         InterlockedMax(ref _maxInFlight, now);
         try
         {
             // 60 ms a range: a link of under 70 MB/s, slow enough for the reader to open more connections at once.
-            Thread.Sleep(60);
+            // A slower link waits inside the count, so a request being answered is a request in flight.
+            Thread.Sleep(60 + slowerBy);
             FakeRegistry.ServeBytes(ctx, _img, honourRange, cutAfter, body);
         }
         finally
@@ -143,8 +144,7 @@ public sealed class RangedFetchTests : IDisposable
         _reg.Intercept = ctx =>
         {
             if (!IsBlobGet(ctx)) return false;
-            Serve(ctx);
-            Thread.Sleep(170);
+            Serve(ctx, slowerBy: 170);
             return true;
         };
         Assert.Equal(_img, await FetchAll(connections: 3));
