@@ -34,12 +34,13 @@ internal sealed class ResumingSource(IStagingSource inner, ResumePrefix prefix, 
         try
         {
             long kept = inner is IResumableStagingSource ? prefix.ReusableBytes(layer, file.Length) : 0;
-            if (file.Length > kept && kept == 0)
+            if (kept == 0 && file.Length > 0)
             {
-                // Never truncated to 0: ext4 (auto_da_alloc) takes a truncate to 0 for "replace the contents" and
-                // writes the whole file out when it is closed, so a prefix deleted a moment after the install
-                // would still reach the disk, beside the image's fsync (477 MB more written per install of the
-                // 453 MiB bench blob, measured). An unusable prefix is deleted and created again instead.
+                // Never truncated to 0, not even a new empty file: ext4 (auto_da_alloc) takes a truncate to 0 for
+                // "replace the contents" and writes the whole file out when it is closed, so a prefix deleted a
+                // moment after the install would still reach the disk, beside the image's fsync (477 MB more
+                // written per install of the 453 MiB bench blob, measured). An unusable prefix is deleted and
+                // created again instead; a file already at the right length is left alone.
                 await file.DisposeAsync().ConfigureAwait(false);
                 PartialFile.TryDelete(prefix.Path);
                 if (OpenPrefix() is not { } fresh)
