@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using OrasStaging.Staging;
+using OrasStaging.Tests.DiskImages;
 
 namespace OrasStaging.Tests.Staging;
 
@@ -23,7 +23,8 @@ public class ResumingSourceTests
         File.WriteAllBytes(prefix.Path, new byte[5_000_000]);
         prefix.WriteRecord(layer, 0); // Its own blob, but no byte of it counted as received: nothing to reuse.
         string link = Path.Combine(dir.Path, "stale-link");
-        Run("ln", prefix.Path, link); // Another name for the stale file: it sees a truncation, not a new file.
+        var (exit, output) = ImageTools.Run("ln", prefix.Path, link); // Another name for the stale file: it sees a truncation, not a new file.
+        Assert.True(exit == 0, $"ln failed: {output}");
 
         var received = new MemoryStream();
         await using (var stream = await new ResumingSource(source, prefix, NullOperationSink.Instance).OpenBlobAsync(layer, CancellationToken.None))
@@ -35,12 +36,5 @@ public class ResumingSourceTests
 
         Assert.Equal(blob, received.ToArray());
         Assert.False(File.Exists(prefix.Path), "the verified end deletes the prefix when no -KeepBlob folder is given");
-    }
-
-    private static void Run(string program, params string[] arguments)
-    {
-        using var process = Process.Start(new ProcessStartInfo(program, arguments))!;
-        process.WaitForExit();
-        Assert.Equal(0, process.ExitCode);
     }
 }
