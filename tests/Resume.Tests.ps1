@@ -68,6 +68,9 @@ Describe 'a killed install resumes' {
         $killedAt | Should -BeGreaterThan ($Pub.size / 2)
         Test-Path $target | Should -BeFalse
         Test-Path $prefix | Should -BeTrue
+        # The record names the image partial the killed run was writing; the next run writes into it.
+        $imagePartial = Join-Path (Split-Path $target) (Get-Content -LiteralPath "$prefix.json" -Raw | ConvertFrom-Json).image
+        (Get-Item -LiteralPath $imagePartial).Length | Should -BeGreaterThan 0
 
         Reset-ProxyStats -Registry $Registry
         $splat = @{ Path = $target }
@@ -75,6 +78,10 @@ Describe 'a killed install resumes' {
         $verbose = Install-DiskImageFromOras $Ref @splat -ErrorAction Stop -Verbose 4>&1 |
             Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message
         ($verbose -match '^Resuming') | Should -Not -BeNullOrEmpty
+        ($verbose -like "Reusing '$imagePartial', the image a killed run left*") | Should -Not -BeNullOrEmpty
+        ($verbose -match '^Reused the partial image a killed run left: [1-9][\d.]* [KMG]iB were already there') | Should -Not -BeNullOrEmpty
+        Test-Path -LiteralPath $imagePartial | Should -BeFalse -Because 'the reused partial became the image'
+        @(Get-ChildItem -LiteralPath (Split-Path $target) -Filter 'disk.qcow2.*.partial') | Should -BeNullOrEmpty
         $range = Get-FirstBlobRange (Get-ProxyStats -Registry $Registry)
         $range | Should -Match '^bytes=\d+-'
         [long]($range -replace '^bytes=(\d+)-.*$', '$1') | Should -BeGreaterThan ($Pub.size / 2)

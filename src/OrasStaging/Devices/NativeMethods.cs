@@ -75,6 +75,17 @@ internal static class LinuxNative
     [DllImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
     public static extern int SyncFileRange(int fd, long offset, long count, uint flags);
 
+    public const int SeekData = 3;           // lseek whence: the next offset at or after the given one that holds data
+    public const int ENxIo = 6;              // lseek SEEK_DATA: no data at or after the offset
+    public const int FallocPunchHole = 0x02; // with FallocKeepSize: the range reads as zeros and frees its blocks
+    public const int FallocKeepSize = 0x01;
+
+    [DllImport("libc", EntryPoint = "lseek", SetLastError = true)]
+    public static extern long LSeek(int fd, long offset, int whence);
+
+    [DllImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    public static extern int FAllocate(int fd, int mode, long offset, long length);
+
     [DllImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     public static extern int FcntlInt(int fd, int cmd, int arg);
 

@@ -89,6 +89,12 @@ public sealed class DiskWriteOptions
     /// <summary>For a containerDisk layer: the tar member the resolve step found the disk in (e.g. disk/disk.qcow2).</summary>
     internal string? TarMember { get; set; }
 
+    /// <summary>
+    /// The output path may hold the partial a killed install of this image left: it is opened instead of created, and
+    /// only bytes that differ from it are written (<see cref="ImageFile"/>). The result is the same either way.
+    /// </summary>
+    internal bool ReuseOutput { get; set; }
+
     /// <summary>The name shown in progress and Verbose when writing through a temporary file.</summary>
     internal string? DisplayName { get; set; }
 

@@ -60,7 +60,7 @@ public static class DiskImageWriter
         string name = options.DisplayName ?? Path.GetFileName(outputPath);
         sink.Verbose($"Input compression: {kind}; writing {(expandOnly ? "decoded bytes" : options.Format.ToString())} to {name}.");
         sink.Verbose($"Decoder: {Decoders.Describe(kind)}.");
-        if (kind != CompressionKind.None && options.InputLength is { } compressedLength && factory is null)
+        if (kind != CompressionKind.None && options.InputLength is { } compressedLength && factory is null && !options.ReuseOutput)
         {
             // The output is at least about as large as the compressed data; anything less cannot fit.
             DiskSpace.Require(outputPath, compressedLength);
@@ -178,6 +178,11 @@ public static class DiskImageWriter
 
             sink.Progress(new ProgressInfo(activity, "Flush", counting.Count, options.InputLength));
             var (vsize, fileSize) = target.Finish(decoded, virtualSize);
+            if (target.File is { Reused: true } reused)
+            {
+                sink.Verbose($"Reused the partial image a killed run left: {Units.Bytes(reused.Matched)} were already there, {Units.Bytes(reused.Rewritten)} written or cleared.");
+            }
+
             sink.Verbose($"Wrote {name}: {Units.Bytes(decoded)} decoded from {Units.Bytes(counting.Count)}, virtual size {Units.Bytes(vsize)}, file {Units.Bytes(fileSize)}.");
             var format = target is Qcow2InputTarget q ? q.Format : options.Format;
             return new DiskWriteResult(format, vsize, fileSize, kind, counting.Count, decoded);
@@ -209,6 +214,12 @@ public static class DiskImageWriter
 
         if (source == SourceFormat.Qcow2)
         {
+            if (options.ReuseOutput)
+            {
+                // A qcow2 inside the layer is copied or decoded into a new file: an earlier partial is of no use to it.
+                PartialFile.TryDelete(outputPath);
+            }
+
             // Checked natively before a byte is written; kept as qcow2 (grown in place) or decoded after a spool.
             return (new Qcow2InputTarget(head, outputPath, options, sink, ct), false);
         }
@@ -220,19 +231,6 @@ public static class DiskImageWriter
                 "Use Convert-DiskImage with qemu-img installed (package qemu-utils), or publish a raw or qcow2 image.");
         }
 
-        var file = new FileStream(outputPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
-        IImageTarget target;
-        try
-        {
-            target = options.Format == DiskImageFormat.Qcow2 ? new Qcow2Writer(file)
-                : new RawWriter(file, vhdFooter: options.Format == DiskImageFormat.Vhd);
-        }
-        catch
-        {
-            file.Dispose();
-            throw;
-        }
-
-        return (target, !expandOnly);
+        return (ImageFile.OpenWriter(outputPath, options.Format, options.ReuseOutput), !expandOnly);
     }
 }

@@ -10,4 +10,7 @@ internal interface IImageTarget : IDisposable
 
     /// <summary>Writes the tables or footer, flushes to disk, and returns (virtual size, file size).</summary>
     (long VirtualSize, long FileSize) Finish(long decodedLength, long virtualSize);
+
+    /// <summary>The file a native writer writes, for what a reused partial saved; null for other targets.</summary>
+    ImageFile? File => null;
 }

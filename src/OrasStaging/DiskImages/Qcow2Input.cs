@@ -50,9 +50,7 @@ internal static class Qcow2Input
             sink.Verbose($"The qcow2 layout is read by random access ({why}).");
         }
 
-        var file = new FileStream(outputPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
-        using IImageTarget target = options.Format == DiskImageFormat.Qcow2 ? new Qcow2Writer(file)
-            : new RawWriter(file, vhdFooter: options.Format == DiskImageFormat.Vhd);
+        using IImageTarget target = ImageFile.OpenWriter(outputPath, options.Format);
         using var reader = new Qcow2Reader(image);
         try
         {
@@ -156,22 +154,21 @@ internal sealed class Qcow2InputTarget : IImageTarget
 
         // A dense copy writes every decoded byte: it cannot be larger than the free space.
         _bound = DiskSpace.Available(outputPath) ?? long.MaxValue;
-        var file = new FileStream(outputPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
         if (keep)
         {
-            _file = file;
+            _file = new FileStream(outputPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
             return;
         }
 
+        _image = ImageFile.OpenWriter(outputPath, options.Format);
         try
         {
-            _image = options.Format == DiskImageFormat.Qcow2 ? new Qcow2Writer(file) : new RawWriter(file, vhdFooter: options.Format == DiskImageFormat.Vhd);
             _decoder = new Qcow2StreamDecoder(_header, _image, outputPath, spool => sink.Verbose(
                 $"The qcow2 stream stores data ahead of the tables that map it: spooling that part once to {spool} beside the target (deleted after)."));
         }
         catch
         {
-            (_image ?? (IDisposable)file).Dispose();
+            _image.Dispose();
             throw;
         }
     }

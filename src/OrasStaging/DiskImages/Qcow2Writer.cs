@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using Microsoft.Win32.SafeHandles;
 
 namespace OrasStaging.DiskImages;
 
@@ -14,8 +13,7 @@ internal sealed class Qcow2Writer : IImageTarget
     private const int Cs = Qcow2Layout.ClusterSize;
     private const ulong Copied = 1UL << 63;
 
-    private readonly FileStream _file;
-    private readonly SafeFileHandle _handle;
+    private readonly ImageFile _file;
     private readonly List<ReadOnlyMemory<byte>> _segments = new();
     private ulong[] _bitmap = new ulong[1024];
     private long _guestCluster;
@@ -23,13 +21,12 @@ internal sealed class Qcow2Writer : IImageTarget
     private byte[]? _padded;
     private readonly EarlyWriteback _writeback;
 
-    public Qcow2Writer(FileStream file)
+    public Qcow2Writer(ImageFile file)
     {
         _file = file;
-        _handle = file.SafeFileHandle;
-        _writeback = new EarlyWriteback(_handle);
+        _writeback = new EarlyWriteback(file.Handle);
         // Cluster 0 stays zero until the very end: an interrupted write leaves no valid header.
-        RandomAccess.Write(_handle, new byte[Cs], 0);
+        _file.Write(new byte[Cs], 0);
     }
 
     public void Append(byte[] buffer, int count)
@@ -74,7 +71,7 @@ internal sealed class Qcow2Writer : IImageTarget
         Flush(buffer, ref segStart, ref segEnd);
         if (_segments.Count > 0)
         {
-            RandomAccess.Write(_handle, _segments, writeAt);
+            _file.Write(_segments, writeAt);
             _writeback.Written((1 + _dataClusters) * Cs);
         }
     }
@@ -145,7 +142,7 @@ internal sealed class Qcow2Writer : IImageTarget
                 }
             }
 
-            RandomAccess.Write(_handle, cluster, (l2Start + i) * Cs);
+            _file.Write(cluster, (l2Start + i) * Cs);
         }
 
         if (l1Clusters > 0)
@@ -156,7 +153,7 @@ internal sealed class Qcow2Writer : IImageTarget
                 BinaryPrimitives.WriteUInt64BigEndian(l1.AsSpan((int)(windows[i] * 8)), (ulong)((l2Start + i) * Cs) | Copied);
             }
 
-            RandomAccess.Write(_handle, l1, l1Start * Cs);
+            _file.Write(l1, l1Start * Cs);
         }
 
         var table = new byte[rt * Cs];
@@ -165,7 +162,7 @@ internal sealed class Qcow2Writer : IImageTarget
             BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan((int)(i * 8)), (ulong)((rbStart + i) * Cs));
         }
 
-        RandomAccess.Write(_handle, table, rtStart * Cs);
+        _file.Write(table, rtStart * Cs);
 
         var ones = new byte[Cs];
         for (int i = 0; i < Cs; i += 2)
@@ -178,17 +175,18 @@ internal sealed class Qcow2Writer : IImageTarget
             long covered = n - (i * Qcow2Layout.RefcountsPerBlock);
             if (covered >= Qcow2Layout.RefcountsPerBlock)
             {
-                RandomAccess.Write(_handle, ones, (rbStart + i) * Cs);
+                _file.Write(ones, (rbStart + i) * Cs);
             }
             else
             {
                 Array.Clear(cluster);
                 ones.AsSpan(0, (int)(covered * 2)).CopyTo(cluster);
-                RandomAccess.Write(_handle, cluster, (rbStart + i) * Cs);
+                _file.Write(cluster, (rbStart + i) * Cs);
             }
         }
 
-        _file.Flush(flushToDisk: true);
+        _file.EndAt(n * Cs);
+        _file.Flush();
 
         var header = new byte[120];
         BinaryPrimitives.WriteUInt32BigEndian(header, 0x514649FB);
@@ -201,10 +199,12 @@ internal sealed class Qcow2Writer : IImageTarget
         BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(56), (uint)rt);
         BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(96), Qcow2Layout.RefcountOrder);
         BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(100), 112);
-        RandomAccess.Write(_handle, header, 0);
-        _file.Flush(flushToDisk: true);
+        _file.Write(header, 0);
+        _file.Flush();
         return (virtualSize, n * Cs);
     }
+
+    public ImageFile File => _file;
 
     public void Dispose() => _file.Dispose();
 }

@@ -17,19 +17,17 @@ internal sealed class RawWriter : IImageTarget
     /// </summary>
     private const int Cs = 4 * 1024;
 
-    private readonly FileStream _file;
-    private readonly SafeFileHandle _handle;
+    private readonly ImageFile _file;
     private readonly bool _vhdFooter;
     private readonly EarlyWriteback _writeback;
     private long _position;
 
-    public RawWriter(FileStream file, bool vhdFooter)
+    public RawWriter(ImageFile file, bool vhdFooter)
     {
         _file = file;
-        _handle = file.SafeFileHandle;
         _vhdFooter = vhdFooter;
-        SparseFile.MarkSparse(_handle);
-        _writeback = new EarlyWriteback(_handle);
+        SparseFile.MarkSparse(file.Handle);
+        _writeback = new EarlyWriteback(file.Handle);
     }
 
     public void Append(byte[] buffer, int count)
@@ -45,14 +43,14 @@ internal sealed class RawWriter : IImageTarget
             }
             else if (zero && runStart >= 0)
             {
-                RandomAccess.Write(_handle, buffer.AsSpan(runStart, off - runStart), _position + runStart);
+                _file.Write(buffer.AsSpan(runStart, off - runStart), _position + runStart);
                 runStart = -1;
             }
         }
 
         if (runStart >= 0)
         {
-            RandomAccess.Write(_handle, buffer.AsSpan(runStart, count - runStart), _position + runStart);
+            _file.Write(buffer.AsSpan(runStart, count - runStart), _position + runStart);
         }
 
         _position += count;
@@ -62,20 +60,18 @@ internal sealed class RawWriter : IImageTarget
     public (long VirtualSize, long FileSize) Finish(long decodedLength, long virtualSize)
     {
         long fileSize = virtualSize;
+        _file.EndAt(virtualSize);
         if (_vhdFooter)
         {
-            RandomAccess.SetLength(_handle, virtualSize);
-            RandomAccess.Write(_handle, VhdFooter.Build(virtualSize, Guid.NewGuid(), DateTimeOffset.UtcNow), virtualSize);
+            _file.Write(VhdFooter.Build(virtualSize, Guid.NewGuid(), DateTimeOffset.UtcNow), virtualSize);
             fileSize += VhdFooter.Length;
         }
-        else
-        {
-            RandomAccess.SetLength(_handle, virtualSize);
-        }
 
-        _file.Flush(flushToDisk: true);
+        _file.Flush();
         return (virtualSize, fileSize);
     }
+
+    public ImageFile File => _file;
 
     public void Dispose() => _file.Dispose();
 }

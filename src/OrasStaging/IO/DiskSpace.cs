@@ -34,6 +34,30 @@ internal static class DiskSpace
         }
     }
 
+    /// <summary>
+    /// The bytes a file's blocks take on its volume: statx's stx_blocks × 512 on Linux; elsewhere its length, which is
+    /// more than a sparse file takes. 0 when it cannot be read.
+    /// </summary>
+    public static long AllocatedBytes(string path)
+    {
+        try
+        {
+            if (OperatingSystem.IsLinux())
+            {
+                var buffer = new byte[256];
+                return Devices.LinuxNative.statx(Devices.LinuxNative.AtFdCwd, path, 0, Devices.LinuxNative.StatxBasicStats, buffer) == 0
+                    ? (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(48)) * 512
+                    : 0;
+            }
+
+            return new FileInfo(path).Length;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
+    }
+
     /// <summary>ENOSPC (28) on Unix; ERROR_DISK_FULL / ERROR_HANDLE_DISK_FULL on Windows.</summary>
     public static bool IsDiskFull(Exception ex)
     {

@@ -78,6 +78,9 @@ internal sealed class DeviceInstallFlow
         /// </summary>
         public long? DeclaredDecodedBytes { get; set; }
 
+        /// <summary>A device is written whole by DeviceFlash; there is no partial to reuse.</summary>
+        public bool ReuseOutput { get; set; }
+
         public async Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
             CancellationToken cancellationToken)
         {

@@ -35,6 +35,8 @@ internal sealed class DiskImageStagingWriter : IStagingWriter
     /// <summary>containerDisk: the tar member the resolve step found the disk in; null: the first file under disk/.</summary>
     public string? TarMember { get; set; }
 
+    public bool ReuseOutput { get; set; }
+
     public async Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
         CancellationToken cancellationToken)
     {
@@ -42,6 +44,7 @@ internal sealed class DiskImageStagingWriter : IStagingWriter
         options.InputLength = inputLength;
         options.MaxDecodedBytes = DeclaredDecodedBytes ?? options.MaxDecodedBytes;
         options.TarMember = TarMember;
+        options.ReuseOutput = ReuseOutput;
         var result = await DiskImageWriter.WriteAsync(input, outputPath, options, sink, cancellationToken).ConfigureAwait(false);
         return new WrittenImage(result.Format, result.VirtualSize, result.FileSize, result.InputBytes);
     }

@@ -90,22 +90,37 @@ internal sealed class InstallFlow
             return SkipDecision.Skipped(request, meanwhile, clock, layer, _writer.Format);
         }
 
-        StagingCommit.RemoveStalePartials(request.Path, _sink);
-
         var cache = request.KeepBlob is { } keepFolder ? new BlobCache(keepFolder) : null;
         // -Force means "do not trust what is on disk", and that includes a kept blob: it is downloaded again and
         // the kept copy replaced.
         bool fromCache = !request.Force && cache is not null && cache.Contains(layer.Digest);
         // Stale prefixes go first: their space is free for this run, and what is left is reused and not needed again.
         ResumePrefix.Sweep(request.Path, cache, layer, request.Force, _sink);
-        CheckFreeSpace(request.Path, folder, layer, cache, fromCache);
+        var prefix = fromCache ? null : ResumePrefix.For(request.Path, cache, layer);
+        // A resumed download re-decodes the kept part; the image a killed run wrote from it is reused, so the disk
+        // does not write it again. Every other partial of the target is a leftover.
+        string? reused = prefix?.KilledRunImage(request.Path, layer);
+        StagingCommit.RemoveStalePartials(request.Path, _sink, except: reused);
+        CheckFreeSpace(request.Path, folder, layer, cache, fromCache, reused);
 
-        using var partial = PartialFile.RandomBeside(request.Path);
+        using var partial = reused is not null ? new PartialFile(request.Path, reused) : PartialFile.RandomBeside(request.Path);
         try
         {
+            if (reused is not null)
+            {
+                _sink.Verbose($"Reusing '{reused}', the image a killed run left: only what differs from it is written.");
+            }
+
+            _writer.ReuseOutput = reused is not null;
             // From the network, the bytes received are kept (ResumePrefix) so a killed run resumes; with -KeepBlob
             // that prefix becomes the kept blob, so OnePassWrite's own tee is not needed.
-            var source = fromCache ? _source : new ResumingSource(_source, ResumePrefix.For(request.Path, cache, layer), _sink);
+            IStagingSource source = _source;
+            if (prefix is not null)
+            {
+                prefix.ImagePartial = Path.GetFileName(partial.PartialPath);
+                source = new ResumingSource(_source, prefix, _sink);
+            }
+
             var written = await new OnePassWrite(source, _writer, _sink)
                 .WriteAsync(layer, fromCache ? cache : null, fromCache, partial.PartialPath, cancellationToken).ConfigureAwait(false);
             StagingCommit.Commit(request, partial, layer with
@@ -159,10 +174,12 @@ internal sealed class InstallFlow
         return keepBlob ? (image, download ? rest + SpaceMargin : 0) : (image + rest, 0);
     }
 
-    private static void CheckFreeSpace(string imagePath, string folder, ResolvedLayer layer, BlobCache? cache, bool fromCache)
+    private static void CheckFreeSpace(string imagePath, string folder, ResolvedLayer layer, BlobCache? cache, bool fromCache, string? reusedImage)
     {
         long held = fromCache ? 0 : ResumePrefix.For(imagePath, cache, layer).ReusableBytes(layer);
         var (needed, keepNeeded) = SpaceNeeded(layer, download: !fromCache, keepBlob: cache is not null, held);
+        // A reused partial already holds its blocks; a new file would need them again.
+        needed = Math.Max(0, needed - (reusedImage is null ? 0 : DiskSpace.AllocatedBytes(reusedImage)));
         DiskSpace.Require(folder, needed, $"staging {Units.Bytes(layer.Size)} of {Units.ShortDigest(layer.Digest)}"
             + (held > 0 ? $" ({Units.Bytes(held)} of it already kept)" : ""),
             "Free some space or choose another destination.");

@@ -30,6 +30,12 @@ internal sealed class ResumePrefix
     /// <summary>With -KeepBlob: the kept blob's name, which the verified prefix takes at the end.</summary>
     public string? KeptAs { get; }
 
+    /// <summary>
+    /// The file name of the image partial this run writes beside the target, kept in the record so that, after a
+    /// kill, the next run finds it and writes only what differs (<see cref="DiskImages.ImageFile"/>).
+    /// </summary>
+    public string? ImagePartial { get; set; }
+
     public static ResumePrefix For(string imagePath, BlobCache? cache, ResolvedLayer layer)
     {
         if (cache is null)
@@ -90,6 +96,22 @@ internal sealed class ResumePrefix
         return Math.Max(0, Math.Min(record.Offset, Math.Min(length, layer.Size)));
     }
 
+    /// <summary>
+    /// The image partial a killed run of <paramref name="layer"/> left beside <paramref name="imagePath"/>, named by this
+    /// prefix's record, when the prefix is reused (otherwise the run starts over and so does the image); else null.
+    /// Only a name of the target's own partials is taken, so a record never points a run at another file.
+    /// </summary>
+    public string? KilledRunImage(string imagePath, ResolvedLayer layer)
+    {
+        if (ReusableBytes(layer) == 0 || ReadRecord() is not { Image: { } name } || name != System.IO.Path.GetFileName(name))
+        {
+            return null;
+        }
+
+        string path = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(imagePath)!, name);
+        return PartialFile.IsRandomPartialOf(imagePath, path) && File.Exists(path) ? path : null;
+    }
+
     public ResumeRecord? ReadRecord()
     {
         try
@@ -98,7 +120,8 @@ internal sealed class ResumePrefix
             var root = doc.RootElement;
             return new ResumeRecord(root.GetProperty("digest").GetString() ?? string.Empty, root.GetProperty("size").GetInt64(),
                 root.GetProperty("registry").GetString() ?? string.Empty, root.GetProperty("repository").GetString() ?? string.Empty,
-                root.GetProperty("offset").GetInt64());
+                root.GetProperty("offset").GetInt64(),
+                root.TryGetProperty("image", out var image) && image.ValueKind == JsonValueKind.String ? image.GetString() : null);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
@@ -119,6 +142,11 @@ internal sealed class ResumePrefix
             json.WriteString("registry", layer.Registry);
             json.WriteString("repository", layer.Repository);
             json.WriteNumber("offset", offset);
+            if (ImagePartial is not null)
+            {
+                json.WriteString("image", ImagePartial);
+            }
+
             json.WriteEndObject();
         }
 
@@ -133,5 +161,8 @@ internal sealed class ResumePrefix
     }
 }
 
-/// <summary>What a prefix's record says: which blob, from where, and how many of its bytes are on the file.</summary>
-internal sealed record ResumeRecord(string Digest, long Size, string Registry, string Repository, long Offset);
+/// <summary>
+/// What a prefix's record says: which blob, from where, how many of its bytes are on the file, and the image partial
+/// the run that wrote it was writing (null in records without one).
+/// </summary>
+internal sealed record ResumeRecord(string Digest, long Size, string Registry, string Repository, long Offset, string? Image = null);

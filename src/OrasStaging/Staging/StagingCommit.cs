@@ -46,13 +46,16 @@ internal static class StagingCommit
         }.Write(request.Path);
     }
 
-    /// <summary>Leftovers of a run that was killed: only ever ours, since the caller holds the target's lock.</summary>
-    public static void RemoveStalePartials(string imagePath, IOperationSink sink)
+    /// <summary>
+    /// Leftovers of a run that was killed: only ever ours, since the caller holds the target's lock. <paramref name="except"/>:
+    /// the one this run reuses.
+    /// </summary>
+    public static void RemoveStalePartials(string imagePath, IOperationSink sink, string? except = null)
     {
         string folder = Path.GetDirectoryName(imagePath)!;
         foreach (string stale in Directory.EnumerateFiles(folder, Path.GetFileName(imagePath) + ".*" + PartialFile.Suffix))
         {
-            if (PartialFile.IsRandomPartialOf(imagePath, stale))
+            if (PartialFile.IsRandomPartialOf(imagePath, stale) && !string.Equals(Path.GetFullPath(stale), except is null ? null : Path.GetFullPath(except), StringComparison.Ordinal))
             {
                 sink.Verbose($"Removing '{stale}', left by a run that did not finish.");
                 PartialFile.TryDelete(stale);

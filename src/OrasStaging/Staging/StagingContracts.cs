@@ -70,6 +70,12 @@ internal interface IStagingWriter
     /// </summary>
     long? DeclaredDecodedBytes { get; set; }
 
+    /// <summary>
+    /// Set before the write: the output path is a partial a killed run of the same image left, to be opened and
+    /// written only where it differs rather than created (file targets; ignored by others).
+    /// </summary>
+    bool ReuseOutput { get; set; }
+
     Task<WrittenImage> WriteAsync(Stream input, long? inputLength, string outputPath, IOperationSink sink,
         CancellationToken cancellationToken);
 }

@@ -118,6 +118,8 @@ internal sealed class CopyWriter : IStagingWriter
 
     public long? DeclaredDecodedBytes { get; set; }
 
+    public bool ReuseOutput { get; set; }
+
     /// <summary>Stop reading after this many bytes, as a decoder at the end of its data does.</summary>
     public int? StopAfter { get; set; }
 
@@ -129,7 +131,7 @@ internal sealed class CopyWriter : IStagingWriter
         CancellationToken cancellationToken)
     {
         Writes++;
-        await using var output = new FileStream(outputPath, FileMode.CreateNew, FileAccess.Write);
+        await using var output = new FileStream(outputPath, ReuseOutput ? FileMode.Create : FileMode.CreateNew, FileAccess.Write);
         byte[] buffer = new byte[8192];
         long total = 0;
         while (true)
