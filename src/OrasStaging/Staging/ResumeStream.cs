@@ -16,7 +16,8 @@ internal sealed class ResumeStream : ForwardReadStream
 
     private readonly FileStream _file;
     private readonly long _kept;
-    private readonly Stream _rest;
+    private readonly Task<Stream> _restTask;
+    private Stream? _rest;
     private readonly ResumePrefix _prefix;
     private readonly ResolvedLayer _layer;
     private readonly IOperationSink _sink;
@@ -25,12 +26,13 @@ internal sealed class ResumeStream : ForwardReadStream
     private long _recorded;
     private bool _finished;
 
-    public ResumeStream(FileStream file, long kept, Stream rest, ResumePrefix prefix, ResolvedLayer layer, IOperationSink sink, CancellationToken cancel)
+    /// <param name="rest">The network's bytes from <paramref name="kept"/> on; still being opened while the kept part is read.</param>
+    public ResumeStream(FileStream file, long kept, Task<Stream> rest, ResumePrefix prefix, ResolvedLayer layer, IOperationSink sink, CancellationToken cancel)
     {
         _cancel = cancel;
         _file = file;
         _kept = kept;
-        _rest = rest;
+        _restTask = rest;
         _prefix = prefix;
         _layer = layer;
         _sink = sink;
@@ -56,6 +58,7 @@ internal sealed class ResumeStream : ForwardReadStream
         int n;
         try
         {
+            _rest ??= _restTask.GetAwaiter().GetResult();
             n = _rest.Read(buffer);
         }
         catch (OrasStagingException ex) when (ex.Code == ErrorCode.DigestMismatch)
@@ -79,6 +82,7 @@ internal sealed class ResumeStream : ForwardReadStream
         int n;
         try
         {
+            _rest ??= await _restTask.WaitAsync(cancellationToken).ConfigureAwait(false);
             n = await _rest.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
         }
         catch (OrasStagingException ex) when (ex.Code == ErrorCode.DigestMismatch)
@@ -151,6 +155,19 @@ internal sealed class ResumeStream : ForwardReadStream
         }
     }
 
+    /// <summary>The network stream, waited for if it is still being opened (its hashing reads the prefix file).</summary>
+    private void DisposeRest()
+    {
+        try
+        {
+            (_rest ?? _restTask.GetAwaiter().GetResult()).Dispose();
+        }
+        catch (Exception) when (_rest is null)
+        {
+            // It failed to open; the read that needed it has had its error, or none was made.
+        }
+    }
+
     private void Discard()
     {
         _finished = true;
@@ -162,20 +179,22 @@ internal sealed class ResumeStream : ForwardReadStream
     {
         if (disposing)
         {
-            _rest.Dispose();
+            DisposeRest();
             if (!_finished)
             {
                 _finished = true;
-                if (_cancel.IsCancellationRequested || _position == 0)
+                if (_cancel.IsCancellationRequested || Math.Max(_position, _kept) == 0)
                 {
                     _file.Dispose();
                     _prefix.Delete();
                 }
                 else
                 {
+                    // Stopped inside the kept part (the decoder failed there), the file still holds all of it.
+                    long held = Math.Max(_position, _kept);
                     _file.Dispose();
-                    _prefix.WriteRecord(_layer, _position);
-                    _sink.Verbose($"Kept {Units.Bytes(_position)} of {Units.Bytes(_layer.Size)} in '{_prefix.Path}' for the next run to resume from.");
+                    _prefix.WriteRecord(_layer, held);
+                    _sink.Verbose($"Kept {Units.Bytes(held)} of {Units.Bytes(_layer.Size)} in '{_prefix.Path}' for the next run to resume from.");
                 }
             }
 
