@@ -139,6 +139,39 @@ public sealed class RangedFetchTests : IDisposable
     }
 
     [Fact]
+    public async Task A_resumed_fetch_opens_every_connection_once_the_probe_holds_though_its_reader_is_busy()
+    {
+        // A resumed install's reader decodes its kept part first, so it is slow here (80 ms a piece) and never waits on
+        // the network; the rest must still come in over every connection meanwhile, not one.
+        _reg.Intercept = ctx =>
+        {
+            if (!IsBlobGet(ctx)) return false;
+            Serve(ctx);
+            return true;
+        };
+        var options = new RegistryOptions { PlainHttp = true, RetryIntervalSec = 0, StallTimeout = TimeSpan.FromSeconds(10), ConnectionLimit = 3 };
+        var transport = new RegistryTransport(options, _sink);
+        var image = Blob();
+        var fetch = new RangedFetch(transport, _sink, image, new Uri($"http://{_reg.Host}/v2/lab/a/blobs/{image.Digest}"), "test");
+        const int start = 1 << 20;
+        using var ms = new MemoryStream();
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        hash.AppendData(_img, 0, start);
+        long end = await fetch.RunAsync(start, hash, async (buffer, count, token) =>
+        {
+            ms.Write(buffer, 0, count);
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            await Task.Delay(80, token);
+        }, () => { }, Ct);
+
+        Assert.Equal(Size, end);
+        Assert.Equal(_img.AsSpan(start).ToArray(), ms.ToArray());
+        Assert.Equal(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(_img)), Convert.ToHexString(hash.GetHashAndReset()));
+        Assert.True(_maxInFlight >= 2, $"at most {_maxInFlight} bodies at once");
+        Assert.Contains(_sink.Verbose, m => m.Contains("Opened 3 connections for the rest", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_reader_waiting_on_a_slow_link_opens_connections_up_to_the_limit()
     {
         _reg.Intercept = ctx =>
