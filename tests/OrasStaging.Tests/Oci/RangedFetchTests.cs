@@ -142,11 +142,13 @@ public sealed class RangedFetchTests : IDisposable
     public async Task A_resumed_fetch_opens_every_connection_once_the_probe_holds_though_its_reader_is_busy()
     {
         // A resumed install's reader decodes its kept part first, so it is slow here (80 ms a piece) and never waits on
-        // the network; the rest must still come in over every connection meanwhile, not one.
+        // the network; the rest must still come in over every connection meanwhile, not one. Half a second a range, so
+        // the connections opened overlap even when a loaded test host is slow to start their tasks (at 60 ms, 1 full CI
+        // run in 1 saw one body at a time), and 150 ms a piece for the reader, so it stays the slower.
         _reg.Intercept = ctx =>
         {
             if (!IsBlobGet(ctx)) return false;
-            Serve(ctx);
+            Serve(ctx, slowerBy: 440);
             return true;
         };
         var options = new RegistryOptions { PlainHttp = true, RetryIntervalSec = 0, StallTimeout = TimeSpan.FromSeconds(10), ConnectionLimit = 3 };
@@ -161,7 +163,7 @@ public sealed class RangedFetchTests : IDisposable
         {
             ms.Write(buffer, 0, count);
             System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-            await Task.Delay(80, token);
+            await Task.Delay(150, token);
         }, () => { }, Ct);
 
         Assert.Equal(Size, end);
