@@ -122,7 +122,9 @@ internal sealed class FakeRegistry : IDisposable
                 continue;
             }
 
-            _ = Task.Run(() =>
+            // A thread of its own per request: handlers sleep to play a slow link, and on the pool they starved it in a
+            // loaded full suite, so two requests that should overlap were served one after the other.
+            _ = Task.Factory.StartNew(() =>
             {
                 try
                 {
@@ -138,7 +140,7 @@ internal sealed class FakeRegistry : IDisposable
                     {
                     }
                 }
-            });
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
     }
 

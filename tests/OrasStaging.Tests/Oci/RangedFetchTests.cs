@@ -87,10 +87,12 @@ public sealed class RangedFetchTests : IDisposable
     [Fact]
     public async Task A_large_blob_comes_as_closed_ranges_over_several_connections_in_order()
     {
+        // 300 ms a range: at 60 ms, a full suite on a loaded machine once saw one body at a time (the connection
+        // opened late, after the last range was claimed).
         _reg.Intercept = ctx =>
         {
             if (!IsBlobGet(ctx)) return false;
-            Serve(ctx);
+            Serve(ctx, slowerBy: 240);
             return true;
         };
         Assert.Equal(_img, await FetchAll());
@@ -179,7 +181,7 @@ public sealed class RangedFetchTests : IDisposable
         _reg.Intercept = ctx =>
         {
             if (!IsBlobGet(ctx)) return false;
-            Serve(ctx, slowerBy: 170);
+            Serve(ctx, slowerBy: 400); // 460 ms a range: at 230 ms, a loaded full suite once saw one body at a time.
             return true;
         };
         Assert.Equal(_img, await FetchAll(connections: 3));
