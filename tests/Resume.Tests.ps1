@@ -78,8 +78,8 @@ Describe 'a killed install resumes' {
         $verbose = Install-DiskImageFromOras $Ref @splat -ErrorAction Stop -Verbose 4>&1 |
             Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message
         ($verbose -match '^Resuming') | Should -Not -BeNullOrEmpty
-        ($verbose -like "Reusing '$imagePartial', the image a killed run left*") | Should -Not -BeNullOrEmpty
-        ($verbose -match '^Reused the partial image a killed run left: [1-9][\d.]* [KMG]iB were already there') | Should -Not -BeNullOrEmpty
+        ($verbose -like "Reusing '$imagePartial', the image an unfinished run left*") | Should -Not -BeNullOrEmpty
+        ($verbose -match '^Reused the partial image an unfinished run left: [1-9][\d.]* [KMG]iB were already there') | Should -Not -BeNullOrEmpty
         Test-Path -LiteralPath $imagePartial | Should -BeFalse -Because 'the reused partial became the image'
         @(Get-ChildItem -LiteralPath (Split-Path $target) -Filter 'disk.qcow2.*.partial') | Should -BeNullOrEmpty
         $range = Get-FirstBlobRange (Get-ProxyStats -Registry $Registry)
@@ -92,6 +92,32 @@ Describe 'a killed install resumes' {
         if ($KeepBlob) {
             (Get-FileHash (Join-Path $keep "sha256/$($Pub.digest.Substring(7))") -Algorithm SHA256).Hash.ToLowerInvariant() | Should -Be $Pub.digest.Substring(7)
         }
+    }
+
+    It 'a run that fails mid-download keeps its image partial with the kept bytes, and the next run writes into it' {
+        $target = New-Target
+        $prefix = "$target.blob.partial"
+        Set-ProxyFault -Registry $Registry -Kind Cut -AfterBytes ([long]($Pub.size * 0.6)) -Times -1 -PathContains $Pub.digest | Out-Null
+        try {
+            $failed = $null
+            Install-DiskImageFromOras $Ref -Path $target -MaximumRetryCount 0 -RetryIntervalSec 0 -ErrorAction SilentlyContinue -ErrorVariable failed
+            $failed | Should -Not -BeNullOrEmpty -Because 'every response is cut and no retry is allowed'
+        }
+        finally {
+            Clear-ProxyFault -Registry $Registry
+        }
+        Test-Path $target | Should -BeFalse
+        $record = Get-Content -LiteralPath "$prefix.json" -Raw | ConvertFrom-Json
+        $record.offset | Should -BeGreaterThan 0
+        $imagePartial = Join-Path (Split-Path $target) $record.image
+        (Get-Item -LiteralPath $imagePartial).Length | Should -BeGreaterThan 0 -Because 'the image written so far stays with the kept download'
+
+        $verbose = Install-DiskImageFromOras $Ref -Path $target -ErrorAction Stop -Verbose 4>&1 |
+            Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message
+        ($verbose -like "Reusing '$imagePartial', the image an unfinished run left*") | Should -Not -BeNullOrEmpty
+        & qemu-img compare -q -f raw -F qcow2 $Raw $target
+        $LASTEXITCODE | Should -Be 0
+        @(Get-ChildItem -LiteralPath (Split-Path $target) -Filter '*.partial') | Should -BeNullOrEmpty
     }
 
     It 'sweeps a kept prefix of another digest under the lock and downloads from byte 0' {

@@ -180,7 +180,7 @@ public static class DiskImageWriter
             var (vsize, fileSize) = target.Finish(decoded, virtualSize);
             if (target.File is { Reused: true } reused)
             {
-                sink.Verbose($"Reused the partial image a killed run left: {Units.Bytes(reused.Matched)} were already there, {Units.Bytes(reused.Rewritten)} written or cleared.");
+                sink.Verbose($"Reused the partial image an unfinished run left: {Units.Bytes(reused.Matched)} were already there, {Units.Bytes(reused.Rewritten)} written or cleared.");
             }
 
             sink.Verbose($"Wrote {name}: {Units.Bytes(decoded)} decoded from {Units.Bytes(counting.Count)}, virtual size {Units.Bytes(vsize)}, file {Units.Bytes(fileSize)}.");

@@ -60,7 +60,10 @@ internal sealed class PartialFile : IDisposable
         _committed = true;
     }
 
-    /// <summary>Deletes the partial unless it was committed: the failure path of every writer.</summary>
+    /// <summary>Leaves the partial where it is for a later run to continue (a resumable failure): Dispose keeps it.</summary>
+    public void Keep() => _committed = true;
+
+    /// <summary>Deletes the partial unless it was committed or kept: the failure path of every writer.</summary>
     public void Dispose()
     {
         if (!_committed)

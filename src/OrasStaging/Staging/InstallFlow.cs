@@ -108,7 +108,7 @@ internal sealed class InstallFlow
         {
             if (reused is not null)
             {
-                _sink.Verbose($"Reusing '{reused}', the image a killed run left: only what differs from it is written.");
+                _sink.Verbose($"Reusing '{reused}', the image an unfinished run left: only what differs from it is written.");
             }
 
             _writer.ReuseOutput = reused is not null;
@@ -136,6 +136,20 @@ internal sealed class InstallFlow
             throw new OrasStagingException(ErrorCode.InsufficientSpace,
                 $"The volume holding '{folder}' ran out of space while staging '{request.Path}'.",
                 "Free some space or choose another destination; nothing was left behind.", ex);
+        }
+        catch
+        {
+            // Read here, not in a filter: by now the download's stream is disposed and its record final. When it stays
+            // (not Ctrl+C, not a digest mismatch) the next run resumes, so the image written so far stays with it, for
+            // that run to write into rather than anew.
+            if (!cancellationToken.IsCancellationRequested && prefix?.ReadRecord() is { Offset: > 0, Image: { } named }
+                && named == Path.GetFileName(partial.PartialPath))
+            {
+                partial.Keep();
+                _sink.Verbose($"Kept '{partial.PartialPath}' with the kept download, for the next run to write into.");
+            }
+
+            throw;
         }
     }
 
